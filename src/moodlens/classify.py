@@ -1,0 +1,63 @@
+"""Emotion classification with onnxruntime: no torch at inference time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from moodlens.preprocess import PreprocessSpec, preprocess
+
+DEFAULT_MODEL = "moodnet_s.onnx"
+
+
+class ModelError(ValueError):
+    """A model file that is missing or is not a MoodLens ONNX model."""
+
+
+def default_model_path() -> Path:
+    return Path(str(resources.files("moodlens") / "weights" / DEFAULT_MODEL))
+
+
+class EmotionModel:
+    """A facial-expression classifier.
+
+    >>> m = EmotionModel()              # the model shipped inside the package
+    >>> m.classes
+    ('angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral')
+    >>> m.predict(np.zeros((2, 48, 48), np.uint8)).shape
+    (2, 7)
+    """
+
+    def __init__(self, path: str | Path | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path) if path else default_model_path()
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: no such model file")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for any malformed file
+            raise ModelError(f"{self.path}: not a readable ONNX model ({type(e).__name__})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "moodlens.spec" not in meta:
+            raise ModelError(f"{self.path}: not a MoodLens model (no preprocessing metadata)")
+        self.spec = PreprocessSpec.from_json(meta["moodlens.spec"])
+        self._input = self.session.get_inputs()[0].name
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.spec.classes
+
+    def predict(self, faces: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities (N, C) for uint8 face crops: (N, H, W) grey or (N, H, W, 3) BGR
+        of any size, or a list of crops."""
+        if len(faces) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return self.session.run(None, {self._input: preprocess(faces, self.spec)})[0]

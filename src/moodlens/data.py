@@ -1,0 +1,237 @@
+"""Face datasets: the FER2013 CSV, the FER+ relabelling, and image folders, in one form.
+
+Every loader returns a :class:`FaceSet` of uint8 grey crops with integer labels over a named
+class set, so training and evaluation never care where the faces came from.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from moodlens.classes import FER2013_CLASSES, FERPLUS_CLASSES, ClassNameError, resolve_classes
+from moodlens.preprocess import resize_square
+
+FER_SIZE = 48
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# FER+ names its vote columns differently from FER2013's class names.
+FERPLUS_COLUMNS = {
+    "neutral": "neutral", "happiness": "happy", "surprise": "surprise", "sadness": "sad",
+    "anger": "angry", "disgust": "disgust", "fear": "fear", "contempt": "contempt",
+}
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file (and row) at fault."""
+
+
+@dataclass
+class FaceSet:
+    """Grey face crops with labels.
+
+    Attributes:
+        images: uint8 (N, H, W) grey crops.
+        labels: int64 (N,) indices into ``classes``.
+        classes: class names, in canonical order.
+        soft: optional float32 (N, C) label distributions (FER+ votes), rows summing to 1.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    soft: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> FaceSet:
+        soft = None if self.soft is None else self.soft[index]
+        return FaceSet(self.images[index], self.labels[index], self.classes, soft)
+
+    def counts(self) -> dict[str, int]:
+        return {c: int((self.labels == i).sum()) for i, c in enumerate(self.classes)}
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _rows(path: Path, required: Iterable[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield (line number, row) from a CSV, checking the header first."""
+    try:
+        with _open_text(path) as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{path}: not the expected CSV, missing column(s) {', '.join(missing)}")
+            for row in reader:
+                yield reader.line_num, row
+    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as e:
+        raise DataError(f"{path}: cannot read CSV ({e})") from None
+
+
+def _select_classes(images, labels, soft, universe, classes) -> FaceSet:
+    """Keep rows whose label is in ``classes`` and renumber labels into that subset."""
+    wanted = resolve_classes(classes, universe)
+    keep_ids = np.array([universe.index(c) for c in wanted])
+    keep = np.isin(labels, keep_ids)
+    remap = np.full(len(universe), -1, np.int64)
+    remap[keep_ids] = np.arange(len(wanted))
+    if soft is not None:
+        soft = soft[keep][:, keep_ids]
+        soft = soft / np.clip(soft.sum(1, keepdims=True), 1e-8, None)
+    return FaceSet(images[keep], remap[labels[keep]], wanted, soft)
+
+
+def load_fer2013(
+    path: str | Path,
+    splits: str | Iterable[str] | None = None,
+    classes: str | Iterable[str] | None = None,
+    ferplus: str | Path | None = None,
+    ferplus_classes: bool = False,
+) -> FaceSet:
+    """Load the original FER2013 CSV (``emotion,pixels,Usage``; ``.csv`` or ``.csv.gz``).
+
+    Args:
+        path: the CSV file.
+        splits: ``Usage`` values to keep (``Training``, ``PublicTest``, ``PrivateTest``), a
+            comma-separated string or list; None keeps all rows.
+        classes: a class subset by name (e.g. ``"angry,happy,neutral,sad"``); None for all.
+        ferplus: the FER+ vote file (``fer2013new.csv``) for the same rows. When given, rows
+            FER+ marks as not-a-face or mostly unknown are dropped, labels become the FER+
+            majority vote and ``soft`` holds the vote distributions.
+        ferplus_classes: with ``ferplus``, use the 8-class FER+ task (adds contempt).
+
+    Raises:
+        DataError: unreadable file, wrong header, a row with a bad label or pixel count.
+    """
+    path = Path(path)
+    wanted_splits = None
+    if splits is not None:
+        wanted_splits = {s.strip() for s in (splits.split(",") if isinstance(splits, str) else splits)}
+    pixels, labels, usages, lines = [], [], [], []
+    n_pixels = FER_SIZE * FER_SIZE
+    for line, row in _rows(path, ("emotion", "pixels", "Usage")):
+        usages.append(row["Usage"])
+        if wanted_splits is not None and row["Usage"] not in wanted_splits:
+            continue
+        try:
+            label = int(row["emotion"])
+            if not 0 <= label < len(FER2013_CLASSES):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise DataError(f"{path}, line {line}: unknown emotion label {row['emotion']!r} (expected 0-6)") from None
+        values = (row["pixels"] or "").split()
+        if len(values) != n_pixels:
+            raise DataError(f"{path}, line {line}: {len(values)} pixel values, expected {n_pixels} (48x48)")
+        try:
+            face = np.array(values, dtype=np.int32)
+        except ValueError:
+            raise DataError(f"{path}, line {line}: pixel values must be integers 0-255") from None
+        if face.min() < 0 or face.max() > 255:
+            raise DataError(f"{path}, line {line}: pixel values must be integers 0-255")
+        pixels.append(face.astype(np.uint8).reshape(FER_SIZE, FER_SIZE))
+        labels.append(label)
+        lines.append(len(usages) - 1)
+    if not labels:
+        known = sorted(set(usages))
+        raise DataError(f"{path}: no rows for split(s) {sorted(wanted_splits or [])}; the file has {known}")
+    images = np.stack(pixels)
+    labels = np.array(labels, np.int64)
+    if ferplus is None:
+        if ferplus_classes:
+            raise DataError("the 8-class FER+ task needs the FER+ vote file (ferplus=...)")
+        return _select_classes(images, labels, None, FER2013_CLASSES, classes)
+
+    votes, ok = _read_ferplus_votes(Path(ferplus), usages)
+    votes, ok = votes[lines], ok[lines]
+    universe = FERPLUS_CLASSES if ferplus_classes else FER2013_CLASSES
+    votes = votes[:, : len(universe)]
+    ok &= votes.sum(1) > 0
+    soft = votes[ok] / votes[ok].sum(1, keepdims=True)
+    return _select_classes(images[ok], soft.argmax(1), soft.astype(np.float32), universe, classes)
+
+
+def _read_ferplus_votes(path: Path, usages: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Read FER+ votes as (rows, 8) in FERPLUS_CLASSES order, plus a mask of usable rows."""
+    columns = list(FERPLUS_COLUMNS)
+    votes, ok = [], []
+    for line, row in _rows(path, ("Usage", "Image name", *columns, "unknown", "NF")):
+        i = len(votes)
+        if i >= len(usages) or row["Usage"] != usages[i]:
+            raise DataError(f"{path}, line {line}: does not line up with the FER2013 CSV row by row")
+        try:
+            counts = {FERPLUS_COLUMNS[c]: float(row[c]) for c in columns}
+            junk = float(row["unknown"]) + float(row["NF"])
+        except (TypeError, ValueError):
+            raise DataError(f"{path}, line {line}: vote counts must be numbers") from None
+        votes.append([counts[c] for c in FERPLUS_CLASSES])
+        # FER+ leaves the image name empty for non-faces; also drop faces most annotators could not read.
+        ok.append(bool(row["Image name"].strip()) and junk < max(counts.values()))
+    if len(votes) != len(usages):
+        raise DataError(f"{path}: {len(votes)} rows, but the FER2013 CSV has {len(usages)}")
+    return np.array(votes, np.float32), np.array(ok)
+
+
+def load_image_folder(
+    root: str | Path, classes: str | Iterable[str] | None = None, size: int = FER_SIZE
+) -> FaceSet:
+    """Load ``root/<class>/*.jpg|png|...`` (any size, colour or grey) as size x size grey crops.
+
+    Folder names are class names (case-insensitive); the class set defaults to the folders found.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder")
+    folders = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
+    unknown = sorted(set(folders) - set(FERPLUS_CLASSES))
+    if unknown:
+        raise DataError(f"{root}: folder {unknown[0]!r} is not a class name; expected some of {', '.join(FERPLUS_CLASSES)}")
+    universe = tuple(c for c in FERPLUS_CLASSES if c in folders)
+    if len(universe) < 2:
+        raise DataError(f"{root}: expected one sub-folder per class (at least two), found {len(universe)}")
+    try:
+        wanted = resolve_classes(classes, universe)
+    except ClassNameError as e:
+        raise DataError(f"{root}: {e}") from None
+    images, labels = [], []
+    for label, name in enumerate(wanted):
+        files = sorted(p for p in folders[name].iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{folders[name]}: empty folder, no images")
+        for file in files:
+            grey = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
+            if grey is None:
+                raise DataError(f"{file}: unreadable image")
+            images.append(resize_square(grey, size))
+            labels.append(label)
+    return FaceSet(np.stack(images), np.array(labels, np.int64), wanted)
+
+
+def load_faces(
+    path: str | Path,
+    split: str | None = None,
+    classes: str | Iterable[str] | None = None,
+    ferplus: str | Path | None = None,
+) -> FaceSet:
+    """Load any supported dataset: a FER2013 CSV (``split`` = Usage) or an image folder
+    (``split`` = a sub-folder such as ``train`` or ``test``, as in the Kaggle folder copy)."""
+    path = Path(path)
+    if path.is_dir():
+        return load_image_folder(path / split if split else path, classes)
+    if path.name.endswith((".csv", ".csv.gz")):
+        return load_fer2013(path, split, classes, ferplus)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    raise DataError(f"{path}: expected a FER2013 .csv/.csv.gz file or a folder of class sub-folders")

@@ -1,0 +1,83 @@
+"""The one record passed between pipeline stages: the faces found in a frame.
+
+detect fills ``box``/``landmarks``/``detection_score``; classify fills ``scores``/``emotion``;
+track fills ``track_id`` and smooths ``scores``. Every consumer (CLI, storage, web, desktop)
+reads the same objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Why a face carries no emotion: it is too small to read, or the model is unsure.
+TOO_SMALL = "too_small"
+UNCERTAIN = "uncertain"
+
+
+@dataclass
+class Face:
+    """One face in one frame.
+
+    Attributes:
+        box: (x, y, w, h) in pixels of the frame.
+        landmarks: (5, 2) float array of eyes, nose, mouth corners in pixels, or None.
+        detection_score: the detector's confidence, 0-1.
+        scores: class name -> probability (smoothed over time for tracked faces); empty until
+            classified.
+        emotion: the most likely class name, or None when the face cannot be judged (see
+            ``status``).
+        status: ``"ok"``, ``"too_small"`` or ``"uncertain"``.
+        track_id: a stable id across video frames; None for still images.
+    """
+
+    box: tuple[int, int, int, int]
+    landmarks: np.ndarray | None = None
+    detection_score: float = 1.0
+    scores: dict[str, float] = field(default_factory=dict)
+    emotion: str | None = None
+    status: str = "ok"
+    track_id: int | None = None
+
+    @property
+    def confidence(self) -> float:
+        """Probability of the reported emotion (0 when there is none)."""
+        return self.scores.get(self.emotion, 0.0) if self.emotion else 0.0
+
+    def to_dict(self) -> dict:
+        """JSON-ready form, as served by the CLI and the web API."""
+        return {
+            "box": [int(v) for v in self.box],
+            "landmarks": None if self.landmarks is None else np.round(self.landmarks, 1).tolist(),
+            "detection_score": round(float(self.detection_score), 4),
+            "emotion": self.emotion,
+            "status": self.status,
+            "scores": {k: round(float(v), 4) for k, v in self.scores.items()},
+            "track_id": self.track_id,
+        }
+
+
+@dataclass
+class Frame:
+    """The faces of one frame, with where and when the frame came from.
+
+    Attributes:
+        faces: the faces found, in detection order.
+        index: frame number within its source (0 for a still image).
+        time: seconds since the start of the source (video time, or wall time for live sources).
+        shape: (height, width) of the frame.
+        timings: milliseconds per stage (``detect``, ``classify``, ``track``), for benchmarks.
+        image: the BGR frame itself, when the consumer asked to keep it (for drawing).
+    """
+
+    faces: list[Face]
+    index: int = 0
+    time: float = 0.0
+    shape: tuple[int, int] = (0, 0)
+    timings: dict[str, float] = field(default_factory=dict)
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "time": round(self.time, 3), "shape": list(self.shape),
+                "faces": [f.to_dict() for f in self.faces]}
