@@ -1,0 +1,103 @@
+"""From frames to per-second records: what each tracked face felt in each second of a video
+or live session, and how the whole group felt."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from moodlens.faces import Frame
+
+
+@dataclass
+class SecondRecord:
+    """One face over one second: mean scores of the frames it was judged in, and the dominant
+    emotion (None when it was never judged in that second, e.g. too small)."""
+
+    second: int
+    track_id: int | None
+    emotion: str | None
+    scores: dict[str, float]
+    frames: int
+
+    def flat(self) -> dict:
+        return {"second": self.second, "track_id": self.track_id, "emotion": self.emotion or "",
+                "frames": self.frames, **{k: round(v, 4) for k, v in self.scores.items()}}
+
+
+class Timeline:
+    """Collects frames and emits a :class:`SecondRecord` per face per whole second.
+
+    >>> timeline = Timeline(classes)                 # doctest: +SKIP
+    >>> for frame in recognizer.stream("lesson.mp4"):  # doctest: +SKIP
+    ...     timeline.add(frame)
+    >>> timeline.write("timeline.csv")               # doctest: +SKIP
+    """
+
+    def __init__(self, classes: tuple[str, ...]):
+        self.classes = classes
+        self.records: list[SecondRecord] = []
+        self._second: int | None = None
+        self._sums: dict[int | None, np.ndarray] = {}
+        self._frames: Counter = Counter()
+
+    def add(self, frame: Frame) -> list[SecondRecord]:
+        """Add a frame; returns the records of any second that this frame closed."""
+        second = int(frame.time)
+        done = self._close() if self._second is not None and second != self._second else []
+        self._second = second
+        for face in frame.faces:
+            self._frames[face.track_id] += 1
+            if face.scores:
+                p = np.array([face.scores[c] for c in self.classes])
+                self._sums[face.track_id] = self._sums.get(face.track_id, 0) + p
+        return done
+
+    def flush(self) -> list[SecondRecord]:
+        """Close the last, partial second."""
+        return self._close() if self._second is not None else []
+
+    def _close(self) -> list[SecondRecord]:
+        judged = defaultdict(int)
+        records = []
+        for track_id, frames in sorted(self._frames.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+            total = self._sums.get(track_id)
+            if total is None:
+                records.append(SecondRecord(self._second, track_id, None, {}, frames))
+                continue
+            judged[track_id] += 1
+            mean = total / total.sum()
+            scores = dict(zip(self.classes, mean.tolist()))
+            records.append(SecondRecord(self._second, track_id, max(scores, key=scores.get), scores, frames))
+        self.records.extend(records)
+        self._sums, self._frames, self._second = {}, Counter(), None
+        return records
+
+    def write(self, path: str | Path) -> Path:
+        """Write all records as CSV (one row per face-second, a column per class) or JSON,
+        chosen by the file's suffix."""
+        self.flush()
+        path = Path(path)
+        if path.suffix.lower() == ".json":
+            path.write_text(json.dumps({"classes": list(self.classes), "seconds": [asdict(r) for r in self.records]},
+                                       indent=1))
+            return path
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["second", "track_id", "emotion", "frames", *self.classes])
+            writer.writeheader()
+            for r in self.records:
+                writer.writerow(r.flat())
+        return path
+
+
+def mood(records: Iterable[SecondRecord], classes: tuple[str, ...]) -> dict[str, float]:
+    """Share of each emotion among the judged face-seconds (0 for all when none)."""
+    counts = Counter(r.emotion for r in records if r.emotion)
+    total = sum(counts.values())
+    return {c: (counts[c] / total if total else 0.0) for c in classes}

@@ -1,0 +1,149 @@
+"""Where frames come from: image files, video files and cameras.
+
+A live camera is read by a background thread that keeps only the newest frame, so a slow
+consumer processes the present instead of falling further and further behind.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class SourceError(ValueError):
+    """A missing, unreadable or unsupported image, video or camera."""
+
+
+def read_image(image: str | Path | np.ndarray) -> np.ndarray:
+    """A BGR uint8 image from a path or an array (grey and BGRA arrays are converted)."""
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or image.size == 0:
+            raise SourceError(f"expected a uint8 image array, got {image.dtype} with shape {image.shape}")
+        if image.ndim == 2:
+            return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        if image.shape[2] == 4:
+            return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        return image
+    path = Path(image)
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file")
+    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if frame is None:
+        raise SourceError(f"{path}: not a readable image")
+    return frame
+
+
+def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
+    """A BGR image from encoded bytes (an upload)."""
+    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if frame is None:
+        raise SourceError(f"{name}: not a readable image")
+    return frame
+
+
+class VideoFile:
+    """Frames of a video file as (index, seconds, BGR frame), every ``stride``-th frame."""
+
+    def __init__(self, path: str | Path, stride: int = 1):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise SourceError(f"{self.path}: no such file")
+        cap = cv2.VideoCapture(str(self.path))
+        ok, _ = cap.read() if cap.isOpened() else (False, None)
+        cap.release()
+        if not ok:
+            raise SourceError(f"{self.path}: not a readable video")
+        probe = cv2.VideoCapture(str(self.path))
+        fps = probe.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and 0 < fps < 1000 else 25.0
+        self.frame_count = max(int(probe.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+        self.width = int(probe.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(probe.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        probe.release()
+        self.stride = max(1, stride)
+        self.live = False
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        cap = cv2.VideoCapture(str(self.path))
+        index = 0
+        try:
+            while True:
+                ok = cap.grab()
+                if not ok:
+                    break
+                if index % self.stride == 0:
+                    ok, frame = cap.retrieve()
+                    if not ok:
+                        break
+                    yield index, index / self.fps, frame
+                index += 1
+        finally:
+            cap.release()
+
+
+class Camera:
+    """A live camera. Iterating yields only the newest frame; frames that arrived while the
+    consumer was busy are dropped (``dropped`` counts them)."""
+
+    def __init__(self, device: int = 0, width: int | None = None, height: int | None = None):
+        self.cap = cv2.VideoCapture(device)
+        if not self.cap.isOpened():
+            raise SourceError(f"no camera at index {device} (is one connected, and free?)")
+        if width:
+            self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+        if height:
+            self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        ok, frame = self.cap.read()
+        if not ok:
+            self.cap.release()
+            raise SourceError(f"camera {device} opened but gave no frame")
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
+        self.live = True
+        self.dropped = 0
+        self._frame: np.ndarray | None = frame
+        self._seq = 0
+        self._cond = threading.Condition()
+        self._running = True
+        self._thread = threading.Thread(target=self._grab, daemon=True)
+        self._thread.start()
+
+    def _grab(self) -> None:
+        while self._running:
+            ok, frame = self.cap.read()
+            with self._cond:
+                if not ok:
+                    self._running = False
+                else:
+                    self._frame = frame
+                    self._seq += 1
+                self._cond.notify_all()
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        start, seen = time.monotonic(), 0
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._seq > seen or not self._running, timeout=2.0)
+                if self._seq == seen:
+                    return
+                self.dropped += self._seq - seen - 1
+                seen, frame = self._seq, self._frame
+            yield seen, time.monotonic() - start, frame
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join(timeout=2.0)
+        self.cap.release()
+
+
+def open_source(source: str | int | Path, stride: int = 1) -> VideoFile | Camera:
+    """A camera for an integer (or a string of digits), otherwise a video file."""
+    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
+        return Camera(int(source))
+    return VideoFile(source, stride)

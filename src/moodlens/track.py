@@ -1,0 +1,119 @@
+"""Tracking for video: stable ids per face, per-track smoothing of the emotion scores, and a
+cheap optical-flow box shift for the frames between detections."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from moodlens.faces import Face
+
+
+def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class _Track:
+    id: int
+    box: tuple[int, int, int, int]
+    last_seen: float
+    scores: np.ndarray | None = None
+    last_scored: float = 0.0
+    hits: int = field(default=1)
+
+
+class Tracker:
+    """Greedy IoU matching of each frame's faces to live tracks.
+
+    Scores are smoothed per track with an exponential moving average whose weight depends on
+    the time since the last update (time constant ``smoothing_s``), so the result does not
+    depend on the frame rate. Tracks unseen for ``max_age_s`` are forgotten.
+    """
+
+    def __init__(self, classes: tuple[str, ...], iou_threshold: float = 0.3, max_age_s: float = 1.0,
+                 smoothing_s: float = 0.5):
+        self.classes = classes
+        self.iou_threshold, self.max_age_s, self.smoothing_s = iou_threshold, max_age_s, smoothing_s
+        self.tracks: dict[int, _Track] = {}
+        self._next_id = 1
+
+    def update(self, faces: list[Face], time: float) -> list[Face]:
+        """Assign ``track_id`` to each face and replace its ``scores`` by the smoothed ones."""
+        self.tracks = {k: t for k, t in self.tracks.items() if time - t.last_seen <= self.max_age_s}
+        pairs = sorted(((iou(f.box, t.box), i, t.id) for i, f in enumerate(faces) for t in self.tracks.values()),
+                       reverse=True)
+        assigned: dict[int, int] = {}
+        used: set[int] = set()
+        for overlap, i, tid in pairs:
+            if overlap < self.iou_threshold:
+                break
+            if i not in assigned and tid not in used:
+                assigned[i] = tid
+                used.add(tid)
+        for i, face in enumerate(faces):
+            track = self.tracks.get(assigned.get(i, -1))
+            if track is None:
+                track = _Track(self._next_id, face.box, time)
+                self.tracks[track.id] = track
+                self._next_id += 1
+            else:
+                track.box, track.last_seen, track.hits = face.box, time, track.hits + 1
+            face.track_id = track.id
+            if face.scores:
+                self._smooth(track, face, time)
+        return faces
+
+    def _smooth(self, track: _Track, face: Face, time: float) -> None:
+        p = np.array([face.scores[c] for c in self.classes])
+        if track.scores is None:
+            track.scores = p
+        else:
+            keep = math.exp(-max(time - track.last_scored, 0.0) / self.smoothing_s) if self.smoothing_s > 0 else 0.0
+            track.scores = keep * track.scores + (1 - keep) * p
+        track.last_scored = time
+        face.scores = dict(zip(self.classes, track.scores.tolist()))
+
+
+class FlowShifter:
+    """Moves face boxes between detections by the median Lucas-Kanade flow of points inside
+    each box: a few milliseconds instead of a full detection."""
+
+    def __init__(self, points_per_side: int = 4):
+        self.n = points_per_side
+        self.prev: np.ndarray | None = None
+
+    def reset(self, grey: np.ndarray) -> None:
+        self.prev = grey
+
+    def shift(self, grey: np.ndarray, faces: list[Face]) -> list[Face]:
+        if self.prev is None or self.prev.shape != grey.shape or not faces:
+            self.prev = grey
+            return faces
+        grid = (np.arange(self.n) + 0.5) / self.n
+        pts = np.concatenate([
+            np.stack(np.meshgrid(x + grid * w, y + grid * h), -1).reshape(-1, 2) for x, y, w, h in (f.box for f in faces)
+        ]).astype(np.float32)
+        new, status, _ = cv2.calcOpticalFlowPyrLK(self.prev, grey, pts.reshape(-1, 1, 2), None,
+                                                  winSize=(15, 15), maxLevel=2)
+        moved = (new.reshape(-1, 2) - pts).reshape(len(faces), -1, 2)
+        ok = status.reshape(len(faces), -1).astype(bool)
+        height, width = grey.shape
+        for face, d, good in zip(faces, moved, ok):
+            if good.sum() >= 3:
+                dx, dy = np.median(d[good], axis=0)
+                x, y, w, h = face.box
+                face.box = (int(np.clip(round(x + dx), 0, width - 1)), int(np.clip(round(y + dy), 0, height - 1)), w, h)
+                if face.landmarks is not None:
+                    face.landmarks = face.landmarks + np.array([dx, dy], np.float32)
+        self.prev = grey
+        return faces
