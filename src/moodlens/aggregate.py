@@ -101,3 +101,88 @@ def mood(records: Iterable[SecondRecord], classes: tuple[str, ...]) -> dict[str,
     counts = Counter(r.emotion for r in records if r.emotion)
     total = sum(counts.values())
     return {c: (counts[c] / total if total else 0.0) for c in classes}
+
+
+def class_timeline(records: Iterable[SecondRecord],
+                   classes: tuple[str, ...]) -> list[tuple[int, dict[str, float], int]]:
+    """The class's mood second by second: ``(second, share of each emotion, faces judged)`` for
+    every second that has a record, in order (shares as in :func:`mood`)."""
+    by_second: dict[int, list[SecondRecord]] = defaultdict(list)
+    for r in records:
+        by_second[r.second].append(r)
+    return [(s, mood(rs, classes), sum(1 for r in rs if r.emotion)) for s, rs in sorted(by_second.items())]
+
+
+# Emotions that, held for a while, suggest a student may need the teacher's attention.
+NEGATIVE: tuple[str, ...] = ("angry", "fear", "sad")
+NO_FACE = "no_face"
+
+
+@dataclass
+class Flag:
+    """A stretch of seconds ``start``..``end`` (inclusive) in which one participant showed a
+    negative emotion every second (``reason`` is the most frequent one), or in which no face
+    could be read (``reason`` is ``"no_face"``)."""
+
+    reason: str
+    start: int
+    end: int
+
+    @property
+    def seconds(self) -> int:
+        return self.end - self.start + 1
+
+    @property
+    def text(self) -> str:
+        what = "no face seen" if self.reason == NO_FACE else self.reason
+        return f"{what} for {self.seconds} s"
+
+    def to_dict(self) -> dict:
+        return {"reason": self.reason, "start": self.start, "end": self.end, "seconds": self.seconds,
+                "text": self.text}
+
+
+def attention_flags(records: Iterable[SecondRecord], start: int | None = None, end: int | None = None,
+                    sustain_s: int = 5, absent_s: int = 10, negative: tuple[str, ...] = NEGATIVE) -> list[Flag]:
+    """"May need attention" stretches in one participant's records.
+
+    A flag is raised for at least ``sustain_s`` consecutive seconds each dominated by an emotion
+    in ``negative`` (any mix of them), and for at least ``absent_s`` consecutive seconds without a
+    readable face (no record, or a record without emotion: no face, too small or uncertain).
+
+    Args:
+        records: one participant's per-second records, in any order.
+        start, end: the seconds to look at (default: the first and last record); a live view
+            passes the current second as ``end`` so a camera that went quiet is noticed.
+
+    Returns:
+        The flags in time order; a live view shows those whose ``end`` is the current second.
+
+    >>> rs = [SecondRecord(s, 1, "sad", {}, 2) for s in range(6)]
+    >>> [f.text for f in attention_flags(rs)]
+    ['sad for 6 s']
+    """
+    emotions = {r.second: r.emotion for r in records}
+    if not emotions and (start is None or end is None):
+        return []
+    start = min(emotions) if start is None else start
+    end = max(emotions) if end is None else end
+    flags: list[Flag] = []
+    run_kind, run_start, run_emotions = None, start, Counter()
+
+    def close(last: int) -> None:
+        if run_kind == "negative" and last - run_start + 1 >= sustain_s:
+            flags.append(Flag(run_emotions.most_common(1)[0][0], run_start, last))
+        elif run_kind == NO_FACE and last - run_start + 1 >= absent_s:
+            flags.append(Flag(NO_FACE, run_start, last))
+
+    for second in range(start, end + 1):
+        emotion = emotions.get(second)
+        kind = "negative" if emotion in negative else NO_FACE if emotion is None else None
+        if kind != run_kind:
+            close(second - 1)
+            run_kind, run_start, run_emotions = kind, second, Counter()
+        if kind == "negative":
+            run_emotions[emotion] += 1
+    close(end)
+    return flags

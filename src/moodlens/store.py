@@ -1,0 +1,408 @@
+"""Stored sessions: per-second emotion numbers in SQLite or PostgreSQL, through SQLAlchemy.
+
+Only numbers are kept, never frames or faces: a row per participant per second with the mean
+scores and the dominant emotion (a :class:`~moodlens.aggregate.SecondRecord` whose ``track_id``
+is the participant's id), the session's title and join code, and the participants' names.
+
+The schema is changed only by numbered migrations (:data:`MIGRATIONS`). Opening a store applies
+the missing ones, all in one transaction, and records each in ``schema_migrations``: an upgrade
+either completes or leaves the database as it was, and a database written by a newer MoodLens is
+refused rather than touched.
+
+    >>> store = Store("sqlite:///moodlens.db")                          # doctest: +SKIP
+    >>> session = store.create_session("Maths 3B", classes)            # doctest: +SKIP
+    >>> pid = store.add_participant(session.id, "Ana", "student")       # doctest: +SKIP
+    >>> store.add_seconds(session.id, timeline.records)                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from moodlens.aggregate import SecondRecord
+
+# Join codes: no 0/O, 1/I/L, so a code read aloud or off a slide is typed right.
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+CODE_LENGTH = 6
+
+
+class StoreError(ValueError):
+    """A database that cannot be used: unknown URL scheme, or a schema newer than this code."""
+
+
+# --- schema ----------------------------------------------------------------------------------
+
+migrations_table = sa.Table(
+    "schema_migrations", sa.MetaData(),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+
+def _v1_tables(md: sa.MetaData) -> tuple[sa.Table, ...]:
+    """The tables as migration 1 creates them. Frozen: a later migration that changes a table
+    gets its own description, and the query tables below move to the newest one."""
+    return (
+        sa.Table("settings", md,
+                 sa.Column("key", sa.String(64), primary_key=True),
+                 sa.Column("value", sa.Text, nullable=False)),
+        sa.Table("sessions", md,
+                 sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("code", sa.String(16), nullable=False, unique=True),
+                 sa.Column("title", sa.Text, nullable=False),
+                 sa.Column("kind", sa.String(16), nullable=False),
+                 sa.Column("classes", sa.Text, nullable=False),
+                 sa.Column("started_at", sa.Float, nullable=False),
+                 sa.Column("ended_at", sa.Float, nullable=True)),
+        sa.Table("participants", md,
+                 sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("session_id", sa.Integer, sa.ForeignKey("sessions.id"), nullable=False, index=True),
+                 sa.Column("name", sa.Text, nullable=False),
+                 sa.Column("source", sa.String(16), nullable=False),
+                 sa.Column("joined_at", sa.Float, nullable=False),
+                 sa.Column("token_hash", sa.String(64), nullable=True, unique=True)),
+        sa.Table("seconds", md,
+                 sa.Column("participant_id", sa.Integer, sa.ForeignKey("participants.id"), primary_key=True),
+                 sa.Column("second", sa.Integer, primary_key=True, autoincrement=False),
+                 sa.Column("session_id", sa.Integer, sa.ForeignKey("sessions.id"), nullable=False),
+                 sa.Column("emotion", sa.String(16), nullable=True),
+                 sa.Column("frames", sa.Integer, nullable=False),
+                 sa.Column("scores", sa.Text, nullable=False),
+                 sa.Index("ix_seconds_session_second", "session_id", "second")),
+    )
+
+
+# The tables queried by Store: the shape the latest migration leaves.
+settings, sessions, participants, seconds = _v1_tables(sa.MetaData())
+
+
+# --- migrations ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema change. ``apply`` runs inside the upgrade's transaction and must describe its
+    tables itself (never through the module's current tables, which move on with later versions)."""
+
+    version: int
+    name: str
+    apply: Callable[[Connection], None]
+
+
+def _v1_initial(conn: Connection) -> None:
+    md = sa.MetaData()
+    _v1_tables(md)
+    md.create_all(conn)
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "settings, sessions, participants, per-second records", _v1_initial),
+]
+
+
+def schema_version(conn: Connection) -> int:
+    if not sa.inspect(conn).has_table("schema_migrations"):
+        return 0
+    return conn.execute(sa.select(sa.func.max(migrations_table.c.version))).scalar() or 0
+
+
+def migrate(engine: Engine, migrations: Iterable[Migration] = MIGRATIONS) -> int:
+    """Apply the migrations the database lacks, in one transaction; returns the version reached.
+
+    Raises:
+        StoreError: the database has a version this code does not know (written by a newer
+            MoodLens); nothing is changed.
+    """
+    migrations = sorted(migrations, key=lambda m: m.version)
+    latest = migrations[-1].version if migrations else 0
+    with engine.begin() as conn:
+        migrations_table.create(conn, checkfirst=True)
+        current = schema_version(conn)
+        if current > latest:
+            raise StoreError(f"the database schema is version {current}, newer than this MoodLens knows "
+                             f"({latest}); upgrade MoodLens to open it")
+        for m in migrations:
+            if m.version > current:
+                m.apply(conn)
+                conn.execute(migrations_table.insert().values(version=m.version, name=m.name, applied_at=time.time()))
+                current = m.version
+    return current
+
+
+# --- records ---------------------------------------------------------------------------------
+
+@dataclass
+class Session:
+    """A class session, or a video upload's analysis; ``ended_at`` is None while it is open."""
+
+    id: int
+    code: str
+    title: str
+    kind: str
+    classes: tuple[str, ...]
+    started_at: float
+    ended_at: float | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.ended_at is None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "classes": list(self.classes), "open": self.open}
+
+
+@dataclass
+class Participant:
+    """A student who joined, a tile of a shared meeting gallery, or a face in an uploaded video."""
+
+    id: int
+    session_id: int
+    name: str
+    source: str
+    joined_at: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def database_url(db: str | Path | None, default: str | Path = "moodlens.db") -> str:
+    """A SQLAlchemy URL from what a user types: None (``./moodlens.db``), a file path, a
+    ``sqlite://`` URL or a ``postgresql://`` URL (served by psycopg 3)."""
+    if db is None or (isinstance(db, Path)) or "://" not in str(db):
+        return f"sqlite:///{Path(db if db is not None else default).resolve()}"
+    db = str(db)
+    for prefix in ("postgresql://", "postgres://"):
+        if db.startswith(prefix):
+            return "postgresql+psycopg://" + db[len(prefix):]
+    if db.startswith(("sqlite:", "postgresql+")):
+        return db
+    raise StoreError(f"unsupported database URL {db.split('://')[0]}://...; use a file path, sqlite:// or postgresql://")
+
+
+def _sqlite_engine(url: str) -> Engine:
+    memory = url in ("sqlite://", "sqlite:///:memory:")
+    kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    if memory:
+        kwargs["poolclass"] = sa.pool.StaticPool
+    engine = sa.create_engine(url, **kwargs)
+
+    # pysqlite starts no transaction before DDL; take over, so a migration rolls back whole.
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        if not memory:
+            cur.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def create_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+# --- the store -------------------------------------------------------------------------------
+
+class Store:
+    """Sessions, participants and their per-second records in one database.
+
+    Thread-safe: each call takes a pooled connection and its own transaction.
+
+    Args:
+        url: a SQLAlchemy URL (see :func:`database_url` for what users type).
+        migrations: the schema's migrations (tests add their own).
+    """
+
+    def __init__(self, url: str, migrations: Iterable[Migration] = MIGRATIONS):
+        self.url = url
+        self.engine = create_engine(url)
+        try:
+            self.version = migrate(self.engine, migrations)
+        except Exception:
+            self.engine.dispose()
+            raise
+        self._upsert = self._upsert_for(self.engine.dialect.name)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # settings
+    def get_setting(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(settings.c.value).where(settings.c.key == key)).scalar()
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(settings.c.key).where(settings.c.key == key)).first():
+                conn.execute(settings.update().where(settings.c.key == key).values(value=value))
+            else:
+                conn.execute(settings.insert().values(key=key, value=value))
+
+    # sessions
+    def create_session(self, title: str, classes: Iterable[str], kind: str = "class",
+                       started_at: float | None = None) -> Session:
+        """A new open session with a fresh join code."""
+        started_at = time.time() if started_at is None else started_at
+        classes = tuple(classes)
+        for _ in range(20):
+            code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+            try:
+                with self.engine.begin() as conn:
+                    sid = conn.execute(sessions.insert().values(
+                        code=code, title=title, kind=kind, classes=json.dumps(list(classes)),
+                        started_at=started_at)).inserted_primary_key[0]
+                return Session(sid, code, title, kind, classes, started_at)
+            except sa.exc.IntegrityError:
+                continue  # the code was taken: draw another
+        raise StoreError("could not draw a free join code")
+
+    def get_session(self, session_id: int) -> Session | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sessions.select().where(sessions.c.id == session_id)).first()
+        return _session(row) if row else None
+
+    def session_by_code(self, code: str) -> Session | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sessions.select().where(sessions.c.code == code.strip().upper())).first()
+        return _session(row) if row else None
+
+    def list_sessions(self) -> list[dict]:
+        """All sessions, newest first, each with its number of participants and stored seconds."""
+        people = (sa.select(participants.c.session_id, sa.func.count().label("n"))
+                  .group_by(participants.c.session_id).subquery())
+        secs = (sa.select(seconds.c.session_id, sa.func.count(sa.distinct(seconds.c.second)).label("n"))
+                .group_by(seconds.c.session_id).subquery())
+        query = (sa.select(sessions, people.c.n.label("participants"), secs.c.n.label("seconds"))
+                 .outerjoin(people, people.c.session_id == sessions.c.id)
+                 .outerjoin(secs, secs.c.session_id == sessions.c.id)
+                 .order_by(sessions.c.started_at.desc(), sessions.c.id.desc()))
+        with self.engine.connect() as conn:
+            return [{**_session(row).to_dict(), "participants": row.participants or 0, "seconds": row.seconds or 0}
+                    for row in conn.execute(query)]
+
+    def end_session(self, session_id: int, ended_at: float | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sessions.update().where((sessions.c.id == session_id) & sessions.c.ended_at.is_(None))
+                         .values(ended_at=time.time() if ended_at is None else ended_at))
+
+    def delete_session(self, session_id: int) -> bool:
+        """Delete a session with its participants and records; False if there was none."""
+        with self.engine.begin() as conn:
+            conn.execute(seconds.delete().where(seconds.c.session_id == session_id))
+            conn.execute(participants.delete().where(participants.c.session_id == session_id))
+            return conn.execute(sessions.delete().where(sessions.c.id == session_id)).rowcount > 0
+
+    # participants
+    def add_participant(self, session_id: int, name: str, source: str, token: str | None = None,
+                        joined_at: float | None = None) -> Participant:
+        joined_at = time.time() if joined_at is None else joined_at
+        with self.engine.begin() as conn:
+            pid = conn.execute(participants.insert().values(
+                session_id=session_id, name=name, source=source, joined_at=joined_at,
+                token_hash=hash_token(token) if token else None)).inserted_primary_key[0]
+        return Participant(pid, session_id, name, source, joined_at)
+
+    def participants(self, session_id: int) -> list[Participant]:
+        query = participants.select().where(participants.c.session_id == session_id).order_by(participants.c.id)
+        with self.engine.connect() as conn:
+            return [_participant(row) for row in conn.execute(query)]
+
+    def participant_by_token(self, token: str) -> Participant | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(participants.select().where(participants.c.token_hash == hash_token(token))).first()
+        return _participant(row) if row else None
+
+    def rename_participant(self, participant_id: int, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(participants.update().where(participants.c.id == participant_id).values(name=name))
+
+    # per-second records
+    def add_seconds(self, session_id: int, records: Iterable[SecondRecord]) -> int:
+        """Store records whose ``track_id`` is a participant id of the session. A second stored
+        twice for a participant (a reconnect within the second) keeps the one with more frames."""
+        rows = [{"session_id": session_id, "participant_id": r.track_id, "second": int(r.second),
+                 "emotion": r.emotion, "frames": int(r.frames),
+                 "scores": json.dumps({k: round(float(v), 4) for k, v in r.scores.items()})}
+                for r in records if r.track_id is not None]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(self._upsert, rows)
+        return len(rows)
+
+    def seconds(self, session_id: int, participant_id: int | None = None) -> list[SecondRecord]:
+        """Records by second, then participant (``track_id`` is the participant id)."""
+        query = seconds.select().where(seconds.c.session_id == session_id)
+        if participant_id is not None:
+            query = query.where(seconds.c.participant_id == participant_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(seconds.c.second, seconds.c.participant_id)).all()
+        return [SecondRecord(r.second, r.participant_id, r.emotion, json.loads(r.scores), r.frames) for r in rows]
+
+    # export
+    def export_json(self, session_id: int) -> dict | None:
+        session = self.get_session(session_id)
+        if session is None:
+            return None
+        return {"session": session.to_dict(), "participants": [p.to_dict() for p in self.participants(session_id)],
+                "seconds": [{"second": r.second, "participant_id": r.track_id, "emotion": r.emotion,
+                             "frames": r.frames, "scores": r.scores} for r in self.seconds(session_id)]}
+
+    def export_csv(self, session_id: int) -> str | None:
+        """One row per participant-second: second, participant, emotion, frames, a column per class."""
+        session = self.get_session(session_id)
+        if session is None:
+            return None
+        names = {p.id: p.name for p in self.participants(session_id)}
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["second", "participant_id", "participant", "emotion", "frames", *session.classes])
+        for r in self.seconds(session_id):
+            writer.writerow([r.second, r.track_id, names.get(r.track_id, ""), r.emotion or "", r.frames,
+                             *(r.scores.get(c, "") for c in session.classes)])
+        return out.getvalue()
+
+    @staticmethod
+    def _upsert_for(dialect: str) -> sa.Executable:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            raise StoreError(f"unsupported database {dialect!r}; use SQLite or PostgreSQL")
+
+        stmt = insert(seconds)
+        return stmt.on_conflict_do_update(
+            index_elements=[seconds.c.participant_id, seconds.c.second],
+            set_={k: stmt.excluded[k] for k in ("emotion", "frames", "scores")},
+            where=seconds.c.frames < stmt.excluded.frames)
+
+
+def _session(row) -> Session:
+    return Session(row.id, row.code, row.title, row.kind, tuple(json.loads(row.classes)), row.started_at, row.ended_at)
+
+
+def _participant(row) -> Participant:
+    return Participant(row.id, row.session_id, row.name, row.source, row.joined_at)
