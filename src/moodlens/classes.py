@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from moodlens.errors import MoodLensError
+
 FER2013_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 FERPLUS_CLASSES: tuple[str, ...] = (*FER2013_CLASSES, "contempt")
 
 
-class ClassNameError(ValueError):
+class ClassNameError(MoodLensError):
     """A class name that is not one of the known emotion classes."""
 
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
+from moodlens.errors import MoodLensError
 from moodlens.preprocess import PreprocessSpec, preprocess
 
 DEFAULT_MODEL = "moodnet_s.onnx"
 
 
-class ModelError(ValueError):
+class ModelError(MoodLensError):
     """A model file that is missing or is not a MoodLens ONNX model."""
 
 

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from moodlens.classes import FER2013_CLASSES, FERPLUS_CLASSES, ClassNameError, resolve_classes
+from moodlens.errors import MoodLensError
 from moodlens.preprocess import resize_square
 
 FER_SIZE = 48
@@ -28,7 +29,7 @@ FERPLUS_COLUMNS = {
 }
 
 
-class DataError(ValueError):
+class DataError(MoodLensError):
     """Bad input data; the message names the file (and row) at fault."""
 
 

@@ -17,10 +17,11 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from moodlens.errors import MoodLensError
 from moodlens.faces import Face
 
 
-class DetectorError(ValueError):
+class DetectorError(MoodLensError):
     """A detector that cannot be created (unknown name, missing model file)."""
 
 

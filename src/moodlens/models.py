@@ -55,7 +55,7 @@ class MoodNet(nn.Module):
     resolution and widen, global average pooling, dropout and a linear head."""
 
     def __init__(self, stem: int, widths: tuple[int, ...], depths: tuple[int, ...], num_classes: int = 7,
-                 dropout: float = 0.3):
+                 dropout: float = 0.2):
         super().__init__()
         layers: list[nn.Module] = _conv_bn_relu(1, stem)
         cin = stem
@@ -68,10 +68,6 @@ class MoodNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        # Zero the last BN of each residual branch so every block starts as an identity.
-        for m in self.modules():
-            if isinstance(m, ResidualBlock):
-                nn.init.zeros_(m.body[-1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

@@ -14,10 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from moodlens.errors import MoodLensError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-class SourceError(ValueError):
+class SourceError(MoodLensError):
     """A missing, unreadable or unsupported image, video or camera."""
 
 
@@ -129,7 +131,7 @@ class Camera:
         start, seen = time.monotonic(), 0
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._seq > seen or not self._running, timeout=2.0)
+                self._cond.wait_for(lambda s=seen: self._seq > s or not self._running, timeout=2.0)
                 if self._seq == seen:
                     return
                 self.dropped += self._seq - seen - 1
