@@ -1,0 +1,298 @@
+// MoodLens pages: shared helpers (API calls, drawing faces and charts, sending camera frames).
+// Plain browser JavaScript, no build step, no network but this server.
+"use strict";
+
+const ML = {
+  meta: null,
+
+  async api(path, options = {}) {
+    const response = await fetch(path, { credentials: "same-origin", ...options });
+    const type = response.headers.get("content-type") || "";
+    const body = type.includes("json") ? await response.json() : await response.text();
+    if (!response.ok) {
+      if (response.status === 401 && !location.pathname.startsWith("/join") && !location.pathname.startsWith("/student")) {
+        location.href = "/login?next=" + encodeURIComponent(location.pathname);
+      }
+      throw new Error((body && body.error) || response.statusText);
+    }
+    return body;
+  },
+
+  async loadMeta() {
+    if (!ML.meta) ML.meta = await ML.api("/api/meta");
+    for (const el of document.querySelectorAll("[data-privacy]")) el.textContent = ML.meta.privacy;
+    return ML.meta;
+  },
+
+  color(emotion) {
+    return (ML.meta && ML.meta.colors[emotion]) || "#6e6e6e";
+  },
+
+  faceLabel(face) {
+    if (face.emotion) return `${face.emotion} ${Math.round(100 * (face.scores[face.emotion] || 0))}%`;
+    return (face.status || "").replace("_", " ");
+  },
+
+  // Boxes, labels and score bars over a picture drawn at `scale` (frame pixels -> canvas pixels).
+  drawFaces(ctx, faces, scale = 1, { bars = true, ids = false } = {}) {
+    const font = Math.max(11, Math.round(13 * Math.max(scale, 0.8)));
+    ctx.font = `600 ${font}px system-ui, sans-serif`;
+    ctx.textBaseline = "top";
+    for (const face of faces) {
+      const [x, y, w, h] = face.box.map((v) => v * scale);
+      const color = ML.color(face.emotion);
+      ctx.lineWidth = Math.max(2, Math.round(2 * scale));
+      ctx.strokeStyle = color;
+      ctx.strokeRect(x, y, w, h);
+      let text = ML.faceLabel(face);
+      if (ids && face.participant) text = `#${face.participant} ${text}`;
+      const tw = ctx.measureText(text).width + 8;
+      const ty = y - font - 6 > 0 ? y - font - 6 : y + h + 2;
+      ctx.fillStyle = color;
+      ctx.fillRect(x, ty, tw, font + 6);
+      ctx.fillStyle = "#000";
+      ctx.fillText(text, x + 4, ty + 3);
+      if (bars && face.scores && w >= 50 && ML.meta) {
+        const bx = x + w + 86 < ctx.canvas.width ? x + w + 4 : Math.max(0, x - 86);
+        const row = Math.max(9, Math.round(11 * Math.max(scale, 0.8)));
+        ML.meta.classes.forEach((name, i) => {
+          const p = face.scores[name] || 0;
+          const top = y + i * row;
+          ctx.fillStyle = "rgba(20,20,20,.75)";
+          ctx.fillRect(bx, top, 82, row - 1);
+          ctx.fillStyle = ML.color(name);
+          ctx.fillRect(bx, top, 82 * p, row - 1);
+          ctx.fillStyle = "#fff";
+          ctx.font = `${row - 2}px system-ui, sans-serif`;
+          ctx.fillText(name.slice(0, 3), bx + 2, top);
+        });
+        ctx.font = `600 ${font}px system-ui, sans-serif`;
+      }
+    }
+  },
+
+  // An HTML list of faces with their scores (what a screen reader or a test reads).
+  listFaces(ul, faces) {
+    ul.replaceChildren(...faces.map((face, i) => {
+      const li = document.createElement("li");
+      const sw = document.createElement("span");
+      sw.className = "swatch";
+      sw.style.background = ML.color(face.emotion);
+      const label = document.createElement("span");
+      label.className = "label";
+      label.textContent = ML.faceLabel(face);
+      li.append(sw, `Face ${i + 1}: `, label, ` — box ${face.box.join(", ")}`);
+      return li;
+    }));
+  },
+
+  scoreBars(el, scores) {
+    el.replaceChildren();
+    el.className = "bars";
+    for (const name of ML.meta.classes) {
+      const p = scores[name] || 0;
+      const bar = document.createElement("div");
+      bar.className = "bar";
+      const fill = document.createElement("span");
+      fill.style.width = `${100 * p}%`;
+      fill.style.background = ML.color(name);
+      bar.append(fill);
+      const label = document.createElement("span");
+      label.textContent = name;
+      const pct = document.createElement("span");
+      pct.textContent = `${Math.round(100 * p)}%`;
+      el.append(label, bar, pct);
+    }
+  },
+
+  legend(el) {
+    el.replaceChildren(...ML.meta.classes.map((name) => {
+      const item = document.createElement("span");
+      const sw = document.createElement("span");
+      sw.className = "swatch";
+      sw.style.background = ML.color(name);
+      item.append(sw, name);
+      return item;
+    }));
+  },
+
+  fitCanvas(canvas) {
+    const ratio = window.devicePixelRatio || 1;
+    const w = canvas.clientWidth || canvas.width, h = canvas.clientHeight || canvas.height;
+    if (canvas.width !== Math.round(w * ratio)) { canvas.width = Math.round(w * ratio); canvas.height = Math.round(h * ratio); }
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    return [ctx, w, h];
+  },
+
+  // Stacked area chart of the class's emotion shares over time (timeline: {seconds, shares}).
+  drawTimeline(canvas, timeline, classes) {
+    const [ctx, w, h] = ML.fitCanvas(canvas);
+    ctx.clearRect(0, 0, w, h);
+    ctx.fillStyle = "#fafbfc";
+    ctx.fillRect(0, 0, w, h);
+    const n = timeline.seconds.length;
+    const pad = 22;
+    ctx.fillStyle = "#667085";
+    ctx.font = "11px system-ui, sans-serif";
+    if (!n) { ctx.fillText("no seconds recorded yet", 8, h / 2 - 6); return; }
+    const t0 = timeline.seconds[0], t1 = Math.max(timeline.seconds[n - 1], t0 + 1);
+    const X = (s) => pad + (w - pad - 6) * (s - t0) / (t1 - t0);
+    const Y = (v) => 6 + (h - 24) * (1 - v);
+    const below = new Array(n).fill(0);
+    classes.forEach((name, c) => {
+      ctx.beginPath();
+      for (let i = 0; i < n; i++) ctx.lineTo(X(timeline.seconds[i]), Y(below[i] + timeline.shares[i][c]));
+      for (let i = n - 1; i >= 0; i--) ctx.lineTo(X(timeline.seconds[i]), Y(below[i]));
+      ctx.closePath();
+      ctx.fillStyle = ML.color(name);
+      ctx.fill();
+      for (let i = 0; i < n; i++) below[i] += timeline.shares[i][c];
+    });
+    ctx.fillStyle = "#667085";
+    ctx.textBaseline = "top";
+    ctx.fillText(ML.clock(t0), pad, h - 15);
+    const end = ML.clock(t1);
+    ctx.fillText(end, w - 6 - ctx.measureText(end).width, h - 15);
+    ctx.fillText("100%", 0, 2);
+  },
+
+  // A participant's sparkline: one bar per second (or bin), coloured by emotion, as tall as its probability.
+  drawSpark(canvas, spark, span) {
+    const [ctx, w, h] = ML.fitCanvas(canvas);
+    ctx.clearRect(0, 0, w, h);
+    ctx.fillStyle = "#eef0f3";
+    ctx.fillRect(0, h - 1, w, 1);
+    if (!spark.length) return;
+    const t0 = span ? span[0] : spark[0][0];
+    const t1 = span ? span[1] : spark[spark.length - 1][0] + 1;
+    const step = spark.length > 1 ? Math.max(1, spark[1][0] - spark[0][0]) : 1;
+    const bw = Math.max(1, w * step / Math.max(1, t1 - t0));
+    for (const [second, emotion, conf] of spark) {
+      const x = w * (second - t0) / Math.max(1, t1 - t0);
+      if (emotion) {
+        ctx.fillStyle = ML.color(emotion);
+        const bh = Math.max(3, h * conf);
+        ctx.fillRect(x, h - bh, Math.max(1, bw - 0.5), bh);
+      } else {
+        ctx.fillStyle = "#c9ced6";
+        ctx.fillRect(x, h - 2, Math.max(1, bw - 0.5), 2);
+      }
+    }
+  },
+
+  moodBars(el, mood) {
+    ML.scoreBars(el, mood);
+  },
+
+  clock(seconds) {
+    seconds = Math.max(0, Math.round(seconds));
+    const m = Math.floor(seconds / 60), s = seconds % 60;
+    return m >= 60 ? `${Math.floor(m / 60)}:${String(m % 60).padStart(2, "0")}:${String(s).padStart(2, "0")}`
+      : `${m}:${String(s).padStart(2, "0")}`;
+  },
+
+  wsUrl(path) {
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+  },
+};
+
+// Sends frames of a <video> (camera or screen capture) over a WebSocket, downscaled to `maxWidth`
+// as JPEG, at most `fps` a second and at most `inflight` unanswered; reports each answer with the
+// measured round trip. The server keeps only the newest frame, so nothing queues up.
+class FrameSender {
+  constructor(video, path, { maxWidth = 640, fps = 10, inflight = 2, quality = 0.7, onReply, onClose } = {}) {
+    Object.assign(this, { video, path, maxWidth, fps, inflight, quality, onReply, onClose });
+    this.canvas = document.createElement("canvas");
+    this.sent = 0; this.answered = 0; this.sentAt = new Map();
+    this.times = []; this.latencies = []; this.running = false;
+  }
+
+  start() {
+    this.ws = new WebSocket(ML.wsUrl(this.path));
+    this.ws.binaryType = "arraybuffer";
+    this.ws.onmessage = (event) => this.answer(JSON.parse(event.data));
+    this.ws.onclose = (event) => { this.running = false; if (this.onClose) this.onClose(event); };
+    this.ws.onopen = () => { this.running = true; this.loop(); };
+  }
+
+  stop() {
+    this.running = false;
+    if (this.ws) this.ws.close();
+  }
+
+  answer(reply) {
+    const now = performance.now();
+    const sentAt = this.sentAt.get(reply.seq);
+    for (const seq of [...this.sentAt.keys()]) if (seq <= reply.seq) this.sentAt.delete(seq);
+    this.answered = Math.max(this.answered, reply.seq || 0);
+    if (sentAt !== undefined) this.latencies.push(now - sentAt);
+    this.times.push(now);
+    while (this.times.length && now - this.times[0] > 3000) this.times.shift();
+    if (this.latencies.length > 20) this.latencies.shift();
+    if (this.onReply) this.onReply(reply, this.stats());
+  }
+
+  stats() {
+    const sorted = [...this.latencies].sort((a, b) => a - b);
+    const span = this.times.length > 1 ? (this.times[this.times.length - 1] - this.times[0]) / 1000 : 0;
+    return { fps: span ? (this.times.length - 1) / span : 0, latency: sorted.length ? sorted[Math.floor(sorted.length / 2)] : 0 };
+  }
+
+  async loop() {
+    let last = 0;
+    while (this.running) {
+      const wait = 1000 / this.fps - (performance.now() - last);
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (!this.running) break;
+      if (this.sent - this.answered >= this.inflight || this.video.readyState < 2 || !this.video.videoWidth) {
+        // wait for an answer; forget frames whose answers were dropped by the server after a while
+        if (this.sentAt.size && performance.now() - Math.min(...this.sentAt.values()) > 5000) this.answered = this.sent;
+        await new Promise((r) => setTimeout(r, 15));
+        continue;
+      }
+      last = performance.now();
+      const scale = Math.min(1, this.maxWidth / this.video.videoWidth);
+      this.canvas.width = Math.round(this.video.videoWidth * scale);
+      this.canvas.height = Math.round(this.video.videoHeight * scale);
+      this.scale = scale;
+      this.canvas.getContext("2d").drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
+      const blob = await new Promise((r) => this.canvas.toBlob(r, "image/jpeg", this.quality));
+      if (!blob || !this.running || this.ws.readyState !== WebSocket.OPEN) continue;
+      this.sent += 1;
+      this.sentAt.set(this.sent, performance.now());
+      this.ws.send(await blob.arrayBuffer());
+    }
+  }
+}
+
+// Draws a <video> into a canvas with the newest faces on top, every animation frame.
+class Overlay {
+  constructor(video, canvas, options = {}) {
+    Object.assign(this, { video, canvas, options, faces: [], frameWidth: 0 });
+    const draw = () => {
+      if (video.videoWidth) {
+        if (canvas.width !== video.videoWidth) { canvas.width = video.videoWidth; canvas.height = video.videoHeight; }
+        const ctx = canvas.getContext("2d");
+        ctx.drawImage(video, 0, 0);
+        const scale = this.frameWidth ? canvas.width / this.frameWidth : 1;
+        ML.drawFaces(ctx, this.faces, scale, this.options);
+      }
+      requestAnimationFrame(draw);
+    };
+    requestAnimationFrame(draw);
+  }
+
+  update(faces, shape) {
+    this.faces = faces || [];
+    if (shape) this.frameWidth = shape[1];
+  }
+}
+
+function topNav() {
+  const header = document.querySelector("header.top");
+  if (!header) return;
+  header.innerHTML = `<a class="brand" href="/">MoodLens</a><a href="/live">Live</a><a href="/upload">Upload</a>
+    <a href="/sessions">Class sessions</a><span class="spacer"></span><a href="/logout">Log out</a>`;
+}
+topNav();
