@@ -1,0 +1,274 @@
+"""The database layer on SQLite and, when a PostgreSQL server can be started here, on PostgreSQL:
+migrations (fresh, repeated, upgraded with data, failed, too new), sessions, participants,
+per-second records, export and delete."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+sa = pytest.importorskip("sqlalchemy")
+
+from moodlens.aggregate import SecondRecord  # noqa: E402
+from moodlens.classes import FER2013_CLASSES  # noqa: E402
+from moodlens.store import MIGRATIONS, Migration, Store, StoreError, database_url, schema_version  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_binaries() -> tuple[str, str] | None:
+    initdb = shutil.which("initdb") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))[-1:]), None)
+    if not initdb:
+        return None
+    pg_ctl = str(Path(initdb).resolve().parent / "pg_ctl")
+    return (initdb, pg_ctl) if os.path.exists(pg_ctl) else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server in a temp dir on a free loopback port (run as the postgres
+    user when the tests run as root); skips when PostgreSQL or psycopg is not installed."""
+    pytest.importorskip("psycopg", reason="psycopg not installed")
+    binaries = _pg_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    initdb, pg_ctl = binaries
+    root = Path(tempfile.mkdtemp(prefix="moodlens-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start PostgreSQL")
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres", "postgres")
+    root.chmod(0o755)
+    data, port = root / "data", _free_port()
+    try:
+        subprocess.run([*as_user, initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
+                       check=True, capture_output=True, timeout=120)
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "-o",
+                        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                       check=True, capture_output=True, timeout=90)
+    except (subprocess.SubprocessError, OSError) as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"could not start PostgreSQL: {exc}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _reset_postgres(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A fresh, empty database: a SQLite file, or the PostgreSQL server with an empty schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'moodlens.db'}"
+    url = request.getfixturevalue("postgres_server")
+    _reset_postgres(url)
+    return url
+
+
+@pytest.fixture
+def store(db_url):
+    s = Store(db_url)
+    yield s
+    s.close()
+
+
+def _records(participant_id: int, seconds: range, emotion: str = "happy") -> list[SecondRecord]:
+    scores = {c: (0.7 if c == emotion else 0.05) for c in FER2013_CLASSES}
+    return [SecondRecord(s, participant_id, emotion, scores, 2) for s in seconds]
+
+
+@pytest.mark.parametrize("given, expected", [
+    (None, f"sqlite:///{Path('moodlens.db').resolve()}"),
+    ("lessons.db", f"sqlite:///{Path('lessons.db').resolve()}"),
+    ("sqlite:///x.db", "sqlite:///x.db"),
+    ("postgresql://u:p@db/moodlens", "postgresql+psycopg://u:p@db/moodlens"),
+    ("postgres://u@db/m", "postgresql+psycopg://u@db/m"),
+])
+def test_database_url(given, expected):
+    assert database_url(given) == expected
+
+
+def test_database_url_refuses_other_schemes():
+    with pytest.raises(StoreError, match="unsupported"):
+        database_url("mysql://u@db/m")
+
+
+def test_fresh_database_is_migrated_and_reopening_changes_nothing(db_url):
+    s = Store(db_url)
+    assert s.version == MIGRATIONS[-1].version
+    session = s.create_session("Maths", FER2013_CLASSES)
+    s.close()
+    again = Store(db_url)
+    assert again.version == MIGRATIONS[-1].version
+    assert again.get_session(session.id) == session
+    with again.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM schema_migrations").scalar() == len(MIGRATIONS)
+    again.close()
+
+
+def test_upgrade_keeps_every_stored_session(db_url):
+    s = Store(db_url)
+    session = s.create_session("Before the upgrade", FER2013_CLASSES)
+    pid = s.add_participant(session.id, "Ana", "student").id
+    s.add_seconds(session.id, _records(pid, range(30)))
+    s.close()
+
+    def add_note(conn) -> None:
+        conn.execute(sa.text("ALTER TABLE sessions ADD COLUMN note TEXT"))
+        conn.execute(sa.text("UPDATE sessions SET note = 'migrated'"))
+
+    upgraded = Store(db_url, [*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "session notes", add_note)])
+    assert upgraded.version == len(MIGRATIONS) + 1
+    assert upgraded.get_session(session.id).title == "Before the upgrade"
+    assert len(upgraded.seconds(session.id)) == 30
+    with upgraded.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT note FROM sessions").scalar() == "migrated"
+    upgraded.close()
+
+
+def test_failed_upgrade_rolls_back_whole(db_url):
+    s = Store(db_url)
+    session = s.create_session("Keep me", FER2013_CLASSES)
+    pid = s.add_participant(session.id, "Ben", "student").id
+    s.add_seconds(session.id, _records(pid, range(5)))
+    s.close()
+
+    def broken(conn) -> None:
+        conn.execute(sa.text("ALTER TABLE sessions ADD COLUMN half_done TEXT"))
+        conn.execute(sa.text("DELETE FROM seconds"))
+        raise RuntimeError("migration bug")
+
+    with pytest.raises(RuntimeError, match="migration bug"):
+        Store(db_url, [*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "broken", broken)])
+    after = Store(db_url)
+    assert after.version == len(MIGRATIONS)
+    assert len(after.seconds(session.id)) == 5
+    assert "half_done" not in {c["name"] for c in sa.inspect(after.engine).get_columns("sessions")}
+    after.close()
+
+
+def test_newer_schema_is_refused_untouched(db_url):
+    s = Store(db_url, [*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "from the future", lambda conn: None)])
+    s.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(db_url)
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        assert schema_version(conn) == len(MIGRATIONS) + 1
+    engine.dispose()
+
+
+def test_sessions_participants_and_seconds(store):
+    a = store.create_session("3B maths", FER2013_CLASSES)
+    b = store.create_session("4A history", FER2013_CLASSES, kind="video")
+    assert a.code != b.code and len(a.code) == 6 and a.open
+    assert store.session_by_code(a.code.lower()) == a
+    assert store.session_by_code("NOPE99") is None
+    ana = store.add_participant(a.id, "Ana", "student", token="secret-ana")
+    ben = store.add_participant(a.id, "Ben", "student", token="secret-ben")
+    assert store.participant_by_token("secret-ana") == ana
+    assert store.participant_by_token("wrong") is None
+    assert store.add_seconds(a.id, _records(ana.id, range(10)) + _records(ben.id, range(5, 10), "sad")) == 15
+    rows = store.seconds(a.id)
+    assert [r.second for r in rows] == sorted(r.second for r in rows)
+    assert {r.track_id for r in rows} == {ana.id, ben.id}
+    assert rows[0].scores["happy"] == pytest.approx(0.7)
+    assert [r.emotion for r in store.seconds(a.id, ben.id)] == ["sad"] * 5
+    listed = {s["id"]: s for s in store.list_sessions()}
+    assert listed[a.id]["participants"] == 2 and listed[a.id]["seconds"] == 10
+    assert listed[b.id]["participants"] == 0 and listed[b.id]["kind"] == "video"
+    store.end_session(a.id, ended_at=a.started_at + 10)
+    assert store.get_session(a.id).ended_at == pytest.approx(a.started_at + 10)
+    store.rename_participant(ana.id, "Ana M.")
+    assert store.participants(a.id)[0].name == "Ana M."
+
+
+def test_a_second_stored_twice_keeps_the_fuller_one(store):
+    session = store.create_session("s", FER2013_CLASSES)
+    pid = store.add_participant(session.id, "Ana", "student").id
+    store.add_seconds(session.id, [SecondRecord(3, pid, "happy", {"happy": 1.0}, 2)])
+    store.add_seconds(session.id, [SecondRecord(3, pid, "sad", {"sad": 1.0}, 1)])  # a reconnect's sliver
+    assert [(r.emotion, r.frames) for r in store.seconds(session.id)] == [("happy", 2)]
+    store.add_seconds(session.id, [SecondRecord(3, pid, "fear", {"fear": 1.0}, 4)])
+    assert [(r.emotion, r.frames) for r in store.seconds(session.id)] == [("fear", 4)]
+
+
+def test_records_without_emotion_are_kept(store):
+    session = store.create_session("s", FER2013_CLASSES)
+    pid = store.add_participant(session.id, "Ana", "student").id
+    store.add_seconds(session.id, [SecondRecord(0, pid, None, {}, 2)])
+    assert store.seconds(session.id) == [SecondRecord(0, pid, None, {}, 2)]
+
+
+def test_export_csv_and_json(store):
+    session = store.create_session("Export me", FER2013_CLASSES)
+    pid = store.add_participant(session.id, "Ana, \"the\" first", "student").id
+    store.add_seconds(session.id, _records(pid, range(3)))
+    rows = list(csv.DictReader(io.StringIO(store.export_csv(session.id))))
+    assert len(rows) == 3
+    assert list(rows[0]) == ["second", "participant_id", "participant", "emotion", "frames", *FER2013_CLASSES]
+    assert rows[0]["participant"] == "Ana, \"the\" first" and rows[0]["emotion"] == "happy"
+    assert float(rows[0]["happy"]) == pytest.approx(0.7)
+    data = store.export_json(session.id)
+    assert data["session"]["title"] == "Export me" and len(data["seconds"]) == 3
+    assert data["participants"][0]["name"] == "Ana, \"the\" first"
+    assert store.export_csv(9999) is None and store.export_json(9999) is None
+
+
+def test_delete_removes_only_that_session(store):
+    keep = store.create_session("keep", FER2013_CLASSES)
+    drop = store.create_session("drop", FER2013_CLASSES)
+    for session in (keep, drop):
+        pid = store.add_participant(session.id, "Ana", "student", token=f"t{session.id}").id
+        store.add_seconds(session.id, _records(pid, range(4)))
+    assert store.delete_session(drop.id)
+    assert not store.delete_session(drop.id)
+    assert store.get_session(drop.id) is None and store.seconds(drop.id) == [] and store.participants(drop.id) == []
+    assert store.participant_by_token(f"t{drop.id}") is None
+    assert len(store.seconds(keep.id)) == 4
+
+
+def test_settings(store):
+    assert store.get_setting("teacher_token") is None
+    store.set_setting("teacher_token", "abc")
+    store.set_setting("teacher_token", "def")
+    assert store.get_setting("teacher_token") == "def"
+
+
+def test_concurrent_writers(store):
+    """Worker threads write at once (the recorder, joins, uploads) without losing a row."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    session = store.create_session("busy", FER2013_CLASSES)
+    pids = [store.add_participant(session.id, f"S{i}", "student").id for i in range(8)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda pid: [store.add_seconds(session.id, _records(pid, range(s, s + 1))) for s in range(20)],
+                      pids))
+    assert len(store.seconds(session.id)) == 8 * 20
+    assert time.perf_counter() - start < 30
