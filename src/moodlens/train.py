@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from moodlens.data import FaceSet, load_faces
+from moodlens.errors import MoodLensError
 from moodlens.metrics import classification_report, format_report
 from moodlens.models import create_model
 from moodlens.plots import plot_confusion, plot_curves
@@ -191,6 +192,9 @@ def train(cfg: TrainConfig) -> dict:
     start_epoch, best_acc, history = 1, -1.0, []
     if cfg.resume:
         state = torch.load(cfg.resume, map_location=device, weights_only=False)
+        if state["config"]["epochs"] != cfg.epochs:
+            raise MoodLensError(f"{cfg.resume}: was planned for {state['config']['epochs']} epochs; resume with "
+                                "the same --epochs (the learning-rate schedule depends on it)")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
