@@ -38,7 +38,7 @@ class Recognizer:
     """
 
     def __init__(self, model: EmotionModel | str | Path | None = None, detector: Detector | str | None = None,
-                 min_face: int = 20, uncertain_below: float = 0.3, max_faces: int = 100,
+                 min_face: int = 16, uncertain_below: float = 0.3, max_faces: int = 100,
                  crop_scale: float = DEFAULT_SCALE, crop_shift: float = DEFAULT_SHIFT, align: bool = True):
         self.model = model if isinstance(model, EmotionModel) else EmotionModel(model)
         self.detector = detector if detector is not None and not isinstance(detector, str) else create_detector(detector)

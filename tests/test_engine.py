@@ -1,0 +1,146 @@
+"""The recognition pipeline on real photos, video and bad input: detect, crop, classify, track."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from conftest import MEDIA
+
+from moodlens import Face, Recognizer
+from moodlens.aggregate import Timeline
+from moodlens.annotate import annotate
+from moodlens.crop import crop_faces
+from moodlens.faces import TOO_SMALL, Frame
+from moodlens.gallery import make_gallery, shared_participants
+from moodlens.sources import Camera, SourceError, VideoFile, read_image
+from moodlens.track import Tracker
+
+CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Recognizer:
+    return Recognizer()
+
+
+def write_video(path, frames, fps=10):
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+def test_group_photo_all_faces_with_emotions(recognizer):
+    faces = recognizer.analyze(MEDIA / "group.jpg")
+    assert len(faces) == 8
+    for f in faces:
+        assert f.track_id is None and f.landmarks.shape == (5, 2)
+        assert f.status == "ok" and f.emotion in CLASSES or f.status == "uncertain" and f.emotion is None
+        assert set(f.scores) == set(CLASSES) and sum(f.scores.values()) == pytest.approx(1, abs=1e-4)
+    same = recognizer.analyze(cv2.imread(str(MEDIA / "group.jpg")))
+    assert [f.box for f in same] == [f.box for f in faces]
+
+
+def test_face_to_dict_is_json_ready(recognizer):
+    d = recognizer.analyze(MEDIA / "portrait.jpg")[0].to_dict()
+    assert set(d) >= {"box", "emotion", "scores", "track_id", "status"} and len(d["box"]) == 4
+
+
+def test_no_faces_and_tiny_frames(recognizer):
+    assert recognizer.analyze(np.full((480, 640, 3), 127, np.uint8)) == []
+    assert recognizer.analyze(np.zeros((1, 1, 3), np.uint8)) == []
+    assert len(recognizer.analyze(cv2.imread(str(MEDIA / "portrait.jpg"), cv2.IMREAD_GRAYSCALE))) == 1
+
+
+def test_small_faces_are_marked_not_guessed():
+    strict = Recognizer(min_face=200)
+    faces = strict.analyze(MEDIA / "group.jpg")
+    assert faces and all(f.status == TOO_SMALL and f.emotion is None and not f.scores for f in faces)
+
+
+def test_gallery_of_100_faces_is_handled(recognizer):
+    frame, truth = make_gallery(shared_participants(MEDIA), 10, 10, size=(1920, 1080))
+    faces = recognizer.analyze(frame)
+    assert 0 < len(faces) <= recognizer.max_faces
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p / "missing.jpg", "no such file"),
+    (lambda p: (p / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken") and p / "corrupt.jpg", "not a readable image"),
+    (lambda p: (p / "notes.txt").write_text("hello") and p / "notes.txt", "not a readable image"),
+])
+def test_bad_images(tmp_path, recognizer, make, message):
+    with pytest.raises(SourceError, match=message):
+        recognizer.analyze(make(tmp_path))
+    with pytest.raises(SourceError):
+        read_image(np.zeros((4, 4), np.float32))
+
+
+def test_crop_handles_faces_at_the_edge():
+    image = cv2.imread(str(MEDIA / "portrait.jpg"))
+    crops = crop_faces(image, [Face((0, 0, 100, 120)), Face((image.shape[1] - 30, 10, 60, 60))], 48)
+    assert crops.shape == (2, 48, 48) and crops.dtype == np.uint8
+
+
+def test_tracker_keeps_ids_and_smooths_scores():
+    tracker = Tracker(CLASSES, max_age_s=0.5, smoothing_s=0.5)
+    flip = [dict.fromkeys(CLASSES, 0.0) | {"happy": 1.0}, dict.fromkeys(CLASSES, 0.0) | {"sad": 1.0}]
+    happy = []
+    for i in range(10):
+        faces = tracker.update([Face((100 + i, 50, 60, 60), scores=dict(flip[i % 2])),
+                                Face((400, 50 + i, 60, 60), scores=dict(flip[0]))], i / 10)
+        assert [f.track_id for f in faces] == [1, 2]
+        happy.append(faces[0].scores["happy"])
+    # Raw scores jump 0 <-> 1 every frame; smoothed they stay within a narrow band.
+    assert max(np.abs(np.diff(happy[3:]))) < 0.3
+    later = tracker.update([Face((700, 300, 60, 60))], 5.0)
+    assert later[0].track_id == 3 and set(tracker.tracks) == {3}  # stale tracks forgotten
+
+
+def test_stream_over_video_keeps_one_track(tmp_path, recognizer):
+    portrait = cv2.resize(cv2.imread(str(MEDIA / "portrait.jpg")), (480, 320))
+    frames = [np.roll(portrait, 3 * i, axis=1) for i in range(25)]
+    video = write_video(tmp_path / "v.avi", frames)
+    seen = list(recognizer.stream(video, detect_every=3))
+    assert len(seen) == 25 and all(isinstance(f, Frame) for f in seen)
+    ids = {f.track_id for frame in seen for f in frame.faces}
+    assert ids == {1}
+    assert sum("detect" in f.timings for f in seen) == 9  # every third frame; flow in between
+    timeline = Timeline(recognizer.classes)
+    for frame in seen:
+        timeline.add(frame)
+    records = timeline.flush() + timeline.records
+    assert {r.second for r in timeline.records} == {0, 1, 2} and all(r.track_id == 1 for r in timeline.records)
+    path = timeline.write(tmp_path / "t.csv")
+    header = path.read_text().splitlines()[0]
+    assert header == "second,track_id,emotion,frames," + ",".join(CLASSES) and records
+
+
+def test_separate_streams_do_not_share_state(recognizer):
+    a, b = recognizer.open_stream(), recognizer.open_stream()
+    image = cv2.imread(str(MEDIA / "portrait.jpg"))
+    a.push(image, 0.0)
+    a.push(image, 0.1)
+    assert b.push(image, 0.0).faces[0].track_id == 1 and a.tracker is not b.tracker
+
+
+def test_bad_videos_and_cameras(tmp_path):
+    with pytest.raises(SourceError, match="no such file"):
+        VideoFile(tmp_path / "none.mp4")
+    (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 garbage" * 10)
+    with pytest.raises(SourceError, match="not a readable video"):
+        VideoFile(tmp_path / "bad.mp4")
+    with pytest.raises(SourceError, match="no camera"):
+        Camera(97)
+
+
+def test_annotate_draws_boxes_in_emotion_colours(recognizer):
+    image = cv2.imread(str(MEDIA / "portrait.jpg"))
+    faces = recognizer.analyze(image)
+    out = annotate(image, faces)
+    assert out.shape == image.shape and not np.array_equal(out, image)
+    x, y, w, h = faces[0].box
+    assert np.abs(out[y:y + h, x].astype(int) - image[y:y + h, x]).sum() > 0  # the box's left edge
