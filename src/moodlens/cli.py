@@ -19,7 +19,15 @@ def _recognizer(args):
     return Recognizer(model=args.model, detector=args.detector)
 
 
+def _needs_train_extra():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise MoodLensError("training and export need the `train` extra: pip install 'moodlens[train]'") from None
+
+
 def cmd_train(args) -> int:
+    _needs_train_extra()
     from moodlens.train import TrainConfig, train
 
     cfg = TrainConfig(data=args.data, out=args.out, model=args.arch, classes=args.classes, ferplus=args.ferplus,
@@ -44,6 +52,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
+    _needs_train_extra()
     from moodlens.export import export
 
     report = export(args.checkpoint, args.out, data=args.data, calibrate=not args.no_calibrate, quantize=args.int8)

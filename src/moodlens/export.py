@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from moodlens.classify import EmotionModel
+from moodlens.errors import MoodLensError
 from moodlens.metrics import classification_report
 from moodlens.models import create_model
 from moodlens.preprocess import PreprocessSpec, preprocess
@@ -41,7 +42,14 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, PreprocessSpec, TrainConfig]:
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    path = Path(path)
+    if not path.is_file():
+        raise MoodLensError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        state["model"], state["config"], state["spec"]
+    except Exception as e:  # torch.load raises many types (pickle, zip, runtime) for foreign files
+        raise MoodLensError(f"{path}: not a training checkpoint ({type(e).__name__})") from None
     cfg = TrainConfig.from_dict(state["config"])
     spec = PreprocessSpec.from_json(state["spec"])
     model = create_model(cfg.model, num_classes=len(spec.classes))
