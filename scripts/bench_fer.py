@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import warnings
     warnings.filterwarnings("ignore")  # tf.lite.Interpreter deprecation notice
-    import tensorflow as tf
     import fer
+    import tensorflow as tf
     from fer.fer import FER  # fer 25.10.3's __init__ does not export FER
 
     result = {
