@@ -96,7 +96,7 @@ class MoodLens:
 
     async def end(self, session_id: int) -> None:
         """Mark a session ended, close its connections and store its last seconds."""
-        await run_in_threadpool(self.store.end_session, session_id)
+        await run_in_threadpool(self.store.end_session, session_id, self.clock())
         with self._lock:
             live = self.live.pop(session_id, None)
         if live is not None:
@@ -340,7 +340,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         teacher(request)
         body = await _json(request)
         title = str(body.get("title") or "").strip()[:120] or time.strftime("Class %Y-%m-%d %H:%M")
-        session = await run_in_threadpool(ml.store.create_session, title, ml.recognizer.classes)
+        session = await run_in_threadpool(ml.store.create_session, title, ml.recognizer.classes, "class", ml.clock())
         ml.live_session(session)
         return {"session": session.to_dict()}
 
@@ -414,7 +414,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
             ml.auth.failed(client)
             raise HTTPException(404, "no open session with this code")
         token = secrets.token_urlsafe(24)
-        participant = await run_in_threadpool(ml.store.add_participant, session.id, name, "student", token)
+        participant = await run_in_threadpool(ml.store.add_participant, session.id, name, "student", token, ml.clock())
         ml.live_session(session).add(participant)
         response = JSONResponse({"participant": participant.to_dict(), "token": token,
                                  "session": {"id": session.id, "title": session.title}})
@@ -476,7 +476,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         await ws.accept()
         if live.gallery is None:
             def new_tile(n: int):
-                tile = live.add(ml.store.add_participant(session_id, f"Tile {n}", "tile"))
+                tile = live.add(ml.store.add_participant(session_id, f"Tile {n}", "tile", joined_at=ml.clock()))
                 tile.connections += 1  # connected while this share lasts
                 return tile
             live.gallery = GalleryTiles(ml.recognizer, new_tile)
