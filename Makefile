@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 
 # Browser tests need Debian's chromium, the PostgreSQL tests a PostgreSQL server, the desktop
 # tests Qt's runtime libraries. Installed only when missing, and only where we are root.
-SYSTEM_PACKAGES := chromium postgresql libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
+SYSTEM_PACKAGES := chromium postgresql libegl1 libgl1 libx11-6 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

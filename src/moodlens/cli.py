@@ -31,6 +31,7 @@ def cmd_train(args) -> int:
     from moodlens.train import TrainConfig, train
 
     cfg = TrainConfig(data=args.data, out=args.out, model=args.arch, classes=args.classes, ferplus=args.ferplus,
+                      ferplus_classes=args.ferplus_8,
                       train_split=args.train_split, val_split=args.val_split, epochs=args.epochs,
                       batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                       weight_decay=args.weight_decay, class_weights=args.class_weights,
@@ -193,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="runs/train", help="run folder (default: %(default)s)")
     sp.add_argument("--arch", default="moodnet_s", help="model preset: moodnet_xs, moodnet_s (default), moodnet_m")
     sp.add_argument("--classes", help="comma-separated class subset, e.g. angry,happy,neutral,sad")
-    sp.add_argument("--ferplus", help="FER+ vote file (fer2013new.csv): FER+ majority labels as soft targets")
+    sp.add_argument("--ferplus", help="FER+ vote file (fer2013new.csv): FER+ vote distributions as soft targets, "
+                    "non-faces dropped")
+    sp.add_argument("--ferplus-8", action="store_true", help="with --ferplus: the 8-class FER+ task (adds contempt)")
     sp.add_argument("--train-split", default="Training", help="Usage value or sub-folder to train on")
     sp.add_argument("--val-split", default="PublicTest", help="Usage value or sub-folder for validation/early stop")
     sp.add_argument("--epochs", type=int, default=60)

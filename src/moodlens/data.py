@@ -225,6 +225,7 @@ def load_faces(
     split: str | None = None,
     classes: str | Iterable[str] | None = None,
     ferplus: str | Path | None = None,
+    ferplus_classes: bool = False,
 ) -> FaceSet:
     """Load any supported dataset: a FER2013 CSV (``split`` = Usage) or an image folder
     (``split`` = a sub-folder such as ``train`` or ``test``, as in the Kaggle folder copy)."""
@@ -232,7 +233,7 @@ def load_faces(
     if path.is_dir():
         return load_image_folder(path / split if split else path, classes)
     if path.name.endswith((".csv", ".csv.gz")):
-        return load_fer2013(path, split, classes, ferplus)
+        return load_fer2013(path, split, classes, ferplus, ferplus_classes)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     raise DataError(f"{path}: expected a FER2013 .csv/.csv.gz file or a folder of class sub-folders")

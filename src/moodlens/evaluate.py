@@ -40,7 +40,7 @@ def evaluate(data: str | Path, split: str | None = None, model: str | Path | Emo
     data = Path(data)
     if split is None and not data.is_dir():
         split = "PublicTest"
-    faces = load_faces(data, split, None, ferplus)
+    faces = load_faces(data, split, None, ferplus, ferplus_classes="contempt" in model.classes)
     # Score only the faces of classes the model knows, with labels in the model's numbering.
     shared = [i for i, c in enumerate(faces.classes) if c in model.classes]
     if not shared:

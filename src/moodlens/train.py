@@ -39,6 +39,7 @@ class TrainConfig:
     model: str = "moodnet_s"
     classes: str | None = None
     ferplus: str | None = None
+    ferplus_classes: bool = False
     train_split: str | None = "Training"
     val_split: str | None = "PublicTest"
     epochs: int = 60
@@ -155,8 +156,8 @@ def predict_logits(model: torch.nn.Module, x: torch.Tensor, device: torch.device
 
 
 def load_splits(cfg: TrainConfig) -> tuple[FaceSet, FaceSet]:
-    train = load_faces(cfg.data, cfg.train_split, cfg.classes, cfg.ferplus)
-    val = load_faces(cfg.data, cfg.val_split, cfg.classes, cfg.ferplus)
+    train = load_faces(cfg.data, cfg.train_split, cfg.classes, cfg.ferplus, cfg.ferplus_classes)
+    val = load_faces(cfg.data, cfg.val_split, cfg.classes, cfg.ferplus, cfg.ferplus_classes)
     if cfg.limit:
         idx = np.random.default_rng(cfg.seed).permutation(len(train))[: cfg.limit]
         train = train.subset(np.sort(idx))
