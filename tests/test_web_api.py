@@ -467,6 +467,7 @@ def test_shared_gallery_tiles_become_participants(client, clock):
     snap = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()
     tiles = [p for p in snap["participants"] if p["source"] == "tile"]
     assert len(tiles) == len(ids[0] | ids[1]) and all(t["name"].startswith("Tile ") for t in tiles)
+    assert len({t["name"] for t in tiles}) == len(tiles)
     assert all(not t["connected"] for t in tiles)  # the share ended
     r = client.patch(f"/api/participants/{tiles[0]['id']}", json={"name": "Chloe"}, headers=AUTH)
     assert r.status_code == 200

@@ -296,6 +296,7 @@ class GalleryTiles:
                 best = self.create(len(self.tiles) + 1).id
             self.by_track[face.track_id] = best
             found[best] = face
+            self.tiles[best] = (cx, cy, size)
         for pid, face in found.items():
             x, y, w, h = face.box
             self.tiles[pid] = ((x + w / 2) / width, (y + h / 2) / height, max(w / width, h / height))
