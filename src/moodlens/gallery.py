@@ -20,6 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from moodlens.track import iou
+
 Box = tuple[int, int, int, int]
 
 BACKGROUND = (36, 33, 32)  # BGR of a dark meeting-app canvas
@@ -192,16 +194,6 @@ def make_gallery(images: Sequence[np.ndarray | tuple[np.ndarray, Box | None]], r
     return frame, true_boxes
 
 
-def box_iou(a: Box, b: Box) -> float:
-    ax0, ay0, aw, ah = a
-    bx0, by0, bw, bh = b
-    iw = max(0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
-    ih = max(0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
-    inter = iw * ih
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
-
-
 def match_boxes(found: Sequence[Box], truth: Sequence[Box], min_iou: float = 0.3) -> tuple[int, int, int]:
     """Greedy one-to-one matching of detections to true boxes.
 
@@ -219,10 +211,10 @@ def match_boxes(found: Sequence[Box], truth: Sequence[Box], min_iou: float = 0.3
         for j, t in enumerate(truth):
             if j in used:
                 continue
-            iou = box_iou(f, t)
+            overlap = iou(f, t)
             inside = t[0] <= cx <= t[0] + t[2] and t[1] <= cy <= t[1] + t[3]
-            if iou >= min_iou or inside:
-                score = iou + (1.0 if inside else 0.0)
+            if overlap >= min_iou or inside:
+                score = overlap + (1.0 if inside else 0.0)
                 if score > best:
                     best, best_j = score, j
         if best_j >= 0:

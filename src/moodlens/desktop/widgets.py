@@ -25,6 +25,16 @@ def qcolor(emotion: str | None) -> QColor:
     return QColor(r, g, b)
 
 
+
+def _panel_painter(widget: QWidget) -> QPainter:
+    """A painter over the widget's dark background with the panels' small font."""
+    p = QPainter(widget)
+    p.fillRect(widget.rect(), BACKGROUND)
+    font = QFont(p.font())
+    font.setPointSizeF(8.5)
+    p.setFont(font)
+    return p
+
 class VideoView(QWidget):
     """The newest annotated frame, scaled to fit with its aspect ratio kept. Setting a frame
     only schedules a repaint, so frames arriving faster than the screen refreshes are dropped."""
@@ -80,11 +90,7 @@ class FacesPanel(QWidget):
         self.update()
 
     def paintEvent(self, event) -> None:
-        p = QPainter(self)
-        p.fillRect(self.rect(), BACKGROUND)
-        font = QFont(p.font())
-        font.setPointSizeF(8.5)
-        p.setFont(font)
+        p = _panel_painter(self)
         if not self.faces:
             p.setPen(DIM)
             p.drawText(self.rect().adjusted(8, 8, -8, -8), Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap,
@@ -144,11 +150,7 @@ class MoodChart(QWidget):
         self.update()
 
     def paintEvent(self, event) -> None:
-        p = QPainter(self)
-        p.fillRect(self.rect(), BACKGROUND)
-        font = QFont(p.font())
-        font.setPointSizeF(8.5)
-        p.setFont(font)
+        p = _panel_painter(self)
         plot = QRectF(38, 10, max(self.width() - 38 - 120, 40), max(self.height() - 30, 20))
         p.setPen(QPen(QColor(60, 60, 68), 1))
         for share in (0.0, 0.5, 1.0):
