@@ -209,12 +209,15 @@ def test_pause_and_resume(qapp, recognizer, video, tmp_path):
         frozen = w.shots
         wait_until(qapp, lambda: False, 0.8)
         assert w.shots == frozen < FPS * SECONDS and "paused" in w.status.text()
+        before = w.worker.dropped
         w.set_paused(False)
         assert not w.paused and w.pause_action.text() == "Pause"
+        assert wait_until(qapp, lambda: w.shots > frozen)
+        # Playback time stood still while paused: the first frame after resuming skips none of
+        # the ~9 frames the pause lasted (on a busy machine frames are dropped at other times).
+        assert w.worker.dropped - before <= 2
         assert wait_until(qapp, lambda: finished(w))
-        assert w.shots > frozen and "end of video" in w.status.text()
-        # Playback time stood still while paused, so no frame was skipped for it.
-        assert w.worker.dropped <= 2
+        assert "end of video" in w.status.text()
     finally:
         w.close()
 
