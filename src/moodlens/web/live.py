@@ -220,10 +220,13 @@ class LiveSession:
             people = list(self.participants.values())
             counts = {s: c.copy() for s, c in self.counts.items() if s > second - timeline_s}
         tiles = [p.view(second, **flag_args) for p in people]
-        current = Counter(t["emotion"] for t in tiles if t["emotion"])
-        judged = sum(current.values())
-        mood = {c: (current[c] / judged if judged else 0.0) for c in classes}
         seconds = sorted(counts)
+        # the class mood now: the newest second that is closed for everyone sending (the
+        # last point of the timeline), so the mood and the stored numbers agree
+        latest = next((s for s in reversed(seconds) if s < second), None)
+        current = counts.get(latest, Counter())
+        judged = sum(v for k, v in current.items() if k)
+        mood = {c: (current[c] / judged if judged else 0.0) for c in classes}
         timeline = {"seconds": seconds,
                     "shares": [_shares(counts[s], classes) for s in seconds],
                     "judged": [sum(v for k, v in counts[s].items() if k) for s in seconds]}

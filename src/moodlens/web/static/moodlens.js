@@ -172,7 +172,7 @@ const ML = {
       const x = w * (second - t0) / Math.max(1, t1 - t0);
       if (emotion) {
         ctx.fillStyle = ML.color(emotion);
-        const bh = Math.max(3, h * conf);
+        const bh = h * (0.35 + 0.65 * conf);  // visible even when the model is unsure
         ctx.fillRect(x, h - bh, Math.max(1, bw - 0.5), bh);
       } else {
         ctx.fillStyle = "#c9ced6";

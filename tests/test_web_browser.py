@@ -1,0 +1,236 @@
+"""End to end in headless Chromium (Playwright) with a fake camera playing a video made from the
+shared photos: the live page draws a box and a label over the camera; a student joins a session
+and the teacher's dashboard updates; the upload page analyses a photo. Screenshots are saved
+(to ``$MOODLENS_SCREENSHOTS`` when set, for a person to look at) and checked pixel by pixel.
+
+Skipped when Playwright or Chromium (Debian's ``chromium`` at /usr/bin/chromium) is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+from moodlens.web.server import create_app, default_recognizer  # noqa: E402
+
+MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+CHROMIUM = os.environ.get("MOODLENS_CHROMIUM", "/usr/bin/chromium")
+TOKEN = "browser-test-token"
+CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+LABEL_WORDS = (*CLASSES, "uncertain", "too small")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+
+
+def write_y4m(path: Path, image: np.ndarray, frames: int = 10, fps: int = 10) -> Path:
+    """A Y4M video (4:2:0) of ``image`` repeated: Chromium's fake camera plays it in a loop."""
+    height, width = image.shape[:2]
+    yuv = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420).tobytes()
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            f.write(b"FRAME\n" + yuv)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app on uvicorn on a free loopback port, with a fresh SQLite database."""
+    import uvicorn
+
+    db = tmp_path_factory.mktemp("web") / "browser.db"
+    port = _free_port()
+    app = create_app(f"sqlite:///{db}", default_recognizer(), TOKEN)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def camera_file(tmp_path_factory) -> Path:
+    portrait = cv2.imread(str(MEDIA / "portrait.jpg"))
+    assert portrait is not None
+    frame = np.full((480, 640, 3), 40, np.uint8)  # the portrait, letterboxed into 640x480
+    scaled = cv2.resize(portrait, (640, round(portrait.shape[0] * 640 / portrait.shape[1])))
+    top = (480 - scaled.shape[0]) // 2
+    frame[top:top + scaled.shape[0]] = scaled
+    return write_y4m(tmp_path_factory.mktemp("camera") / "portrait.y4m", frame)
+
+
+@pytest.fixture(scope="module")
+def browser(camera_file):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with playwright_api.sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                  args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera_file}"])
+        except playwright_api.Error as exc:
+            pytest.skip(f"Chromium does not start: {exc}")
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    keep = os.environ.get("MOODLENS_SCREENSHOTS")
+    out = Path(keep) if keep else tmp_path
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def teacher_page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{server}/live")
+    assert "/login" in page.url
+    page.fill("#token", TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server}/live")
+    return page
+
+
+def hex_to_bgr(color: str) -> np.ndarray:
+    return np.array([int(color[i:i + 2], 16) for i in (5, 3, 1)], float)
+
+
+def test_live_page_draws_box_and_label(browser, server, screenshots):
+    page = teacher_page(browser, server)
+    page.click("#start")
+    try:
+        page.wait_for_function("Number(document.body.dataset.answers || 0) >= 5", timeout=30_000)
+        page.wait_for_selector("#faces li .label", timeout=10_000)
+    except playwright_api.Error:
+        page.screenshot(path=str(screenshots / "live-failed.png"))
+        raise
+    label = page.inner_text("#faces li .label")
+    assert any(label.startswith(word) for word in LABEL_WORDS), label
+    assert float(page.inner_text("#fps")) > 0 and float(page.inner_text("#latency")) > 0
+    face = json.loads(page.evaluate("JSON.stringify(overlay.faces[0])"))
+    color = page.evaluate("(e) => ML.color(e)", face["emotion"])
+    canvas = page.locator("#view")
+    width = page.evaluate("document.getElementById('view').width")
+    path = screenshots / "live.png"
+    canvas.screenshot(path=str(path))
+    page.screenshot(path=str(screenshots / "live-page.png"))
+    page.context.close()
+
+    shot = cv2.imread(str(path))
+    assert shot is not None and shot.std() > 20, "the view is blank"
+    scale = shot.shape[1] / width
+    x, y, w, h = (round(v * scale) for v in face["box"])
+    # the box's edges are drawn in the emotion's colour
+    edge = np.concatenate([shot[y, x + 3:x + w - 3], shot[y + h, x + 3:x + w - 3],
+                           shot[y + 3:y + h - 3, x], shot[y + 3:y + h - 3, x + w]])
+    share = (np.abs(edge - hex_to_bgr(color)).max(axis=1) < 40).mean()
+    assert share > 0.9, f"only {share:.0%} of the box outline has the label colour {color}"
+    # the label sits on a filled strip of that colour just above (or below) the box
+    above = shot[max(0, y - round(18 * scale)):y - 2, x:x + round(60 * scale)]
+    below = shot[y + h + 2:y + h + round(18 * scale), x:x + round(60 * scale)]
+    strip = max(((np.abs(r.reshape(-1, 3) - hex_to_bgr(color)).max(axis=1) < 40).mean() if r.size else 0)
+                for r in (above, below))
+    assert strip > 0.4, "no label drawn next to the box"
+    # and the face shows through inside the box
+    assert shot[y + 5:y + h - 5, x + 5:x + w - 5].std() > 15
+
+
+def test_student_joins_and_the_dashboard_updates(browser, server, screenshots):
+    teacher = teacher_page(browser, server)
+    teacher.goto(f"{server}/sessions")
+    teacher.fill("#title", "Browser class")
+    teacher.click("#open")
+    teacher.wait_for_url(f"{server}/sessions/*")
+    teacher.wait_for_function("document.body.dataset.participants === '0'")
+    code = teacher.inner_text("#code").strip()
+    assert len(code) == 6
+
+    student = browser.new_context().new_page()
+    student.goto(f"{server}/join?code={code}")
+    assert "Pictures of you are never stored" in student.inner_text("body")
+    student.fill("#name", "Ana")
+    student.click("#join-button")
+    student.wait_for_url(f"{server}/student")
+    assert student.inner_text("#me") == "Ana"
+    student.click("#start")
+    student.wait_for_function("Number(document.body.dataset.answers || 0) >= 2", timeout=30_000)
+
+    # the teacher's page was not reloaded: the dashboard socket brings Ana in, then her emotions
+    teacher.wait_for_selector(".tile .name:text('Ana')", timeout=15_000)
+    teacher.wait_for_function(
+        "(words) => { const t = document.querySelector('.tile .emotion');"
+        " return t && words.some((w) => t.textContent.startsWith(w)); }", arg=list(LABEL_WORDS), timeout=15_000)
+    teacher.wait_for_function("document.querySelector('#state').textContent.includes('1 connected')")
+    time.sleep(3.5)  # a few seconds of records for the sparkline and the class timeline
+    snapshot = teacher.evaluate("snapshot")
+    tile = snapshot["participants"][0]
+    assert tile["name"] == "Ana" and tile["connected"] and len(tile["spark"]) >= 2
+    assert len(snapshot["timeline"]["seconds"]) >= 2
+    path = screenshots / "dashboard.png"
+    teacher.screenshot(path=str(path), full_page=True)
+    spark_canvas = teacher.locator(".tile canvas").first
+    spark_canvas.screenshot(path=str(screenshots / "spark.png"))
+
+    shot = cv2.imread(str(path))
+    assert shot is not None and shot.std() > 20
+    colours = [hex_to_bgr(c) for c in teacher.evaluate("Object.values(ML.meta.colors)")]
+
+    def painted(image: np.ndarray) -> float:
+        """Share of pixels in one of the emotion colours."""
+        mask = np.zeros(image.shape[:2], bool)
+        for c in colours:
+            mask |= np.abs(image.astype(float) - c).max(axis=2) < 12
+        return mask.mean()
+
+    # one bar per second so far, on a 60 s axis: a few percent of the sparkline
+    assert painted(cv2.imread(str(screenshots / "spark.png"))) > 0.01, "the sparkline is empty"
+    teacher.locator("#timeline").screenshot(path=str(screenshots / "timeline.png"))
+    assert painted(cv2.imread(str(screenshots / "timeline.png"))) > 0.2, "the class timeline has no emotion bands"
+
+    # ending the session tells the student and turns the dashboard into a review
+    teacher.once("dialog", lambda dialog: dialog.accept())
+    teacher.click("#end")
+    teacher.wait_for_function("document.body.dataset.live === 'false'", timeout=15_000)
+    student.wait_for_function("document.getElementById('status').textContent.includes('ended')", timeout=15_000)
+    assert "Ana" in teacher.inner_text("#tiles")
+    teacher.context.close()
+    student.context.close()
+
+
+def test_upload_page_analyses_a_photo(browser, server, screenshots):
+    page = teacher_page(browser, server)
+    page.goto(f"{server}/upload")
+    page.set_input_files("#file", str(MEDIA / "group.jpg"))
+    page.wait_for_function("Number(document.body.dataset.faces || 0) >= 1", timeout=20_000)
+    assert page.locator("#faces li").count() >= 7
+    path = screenshots / "upload.png"
+    page.locator("#view").screenshot(path=str(path))
+    page.context.close()
+    shot = cv2.imread(str(path))
+    assert shot is not None and shot.std() > 20
+    original = cv2.resize(cv2.imread(str(MEDIA / "group.jpg")), (shot.shape[1], shot.shape[0]))
+    assert np.abs(shot.astype(int) - original).max(axis=2).__gt__(60).mean() > 0.005, "no boxes drawn"
