@@ -104,7 +104,7 @@ def test_wrong_model_files_give_clear_errors(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"definitely not protobuf")
     with pytest.raises(ModelError, match="not a readable ONNX model"):
         EmotionModel(tmp_path / "junk.onnx")
-    from moodlens.detect import WEIGHTS_DIR
+    from moodlens.weights import WEIGHTS_DIR
 
     with pytest.raises(ModelError, match="not a MoodLens model"):
         EmotionModel(WEIGHTS_DIR / "centerface.onnx")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from moodlens.errors import MoodLensError
 from moodlens.preprocess import PreprocessSpec, preprocess
+from moodlens.weights import WEIGHTS_DIR
 
 DEFAULT_MODEL = "moodnet_s.onnx"
 
@@ -20,7 +20,7 @@ class ModelError(MoodLensError):
 
 
 def default_model_path() -> Path:
-    return Path(str(resources.files("moodlens") / "weights" / DEFAULT_MODEL))
+    return WEIGHTS_DIR / DEFAULT_MODEL
 
 
 class EmotionModel:

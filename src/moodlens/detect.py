@@ -19,6 +19,7 @@ import numpy as np
 
 from moodlens.errors import MoodLensError
 from moodlens.faces import Face
+from moodlens.weights import WEIGHTS_DIR
 
 
 class DetectorError(MoodLensError):
@@ -47,7 +48,6 @@ def list_detectors() -> list[str]:
 
 
 DEFAULT_DETECTOR = "centerface"
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
 def create_detector(name: str | None = None, **kwargs) -> Detector:
