@@ -9,8 +9,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import FER_CSV, MEDIA, write_csv
 
+from conftest import FER_CSV, MEDIA, write_csv
 from moodlens.cli import main
 
 VERBS = ["train", "evaluate", "export", "image", "video", "webcam", "serve", "desktop", "benchmark"]

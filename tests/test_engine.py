@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import MEDIA
 
+from conftest import MEDIA
 from moodlens import Face, Recognizer
 from moodlens.aggregate import Timeline
 from moodlens.annotate import annotate
