@@ -136,10 +136,11 @@ class FaceStream:
             self.flow.reset(grey)
             timings["detect"] = (time.perf_counter() - t0) * 1e3
         else:
-            self.faces = [Face(f.box, f.landmarks, f.detection_score) for f in self.flow.shift(grey, self.faces)]
+            self.flow.shift(grey, self.faces)
             timings["flow"] = (time.perf_counter() - t0) * 1e3
         self.count += 1
         t1 = time.perf_counter()
+        # Fresh records for this frame: self.faces keeps the raw detections for the next flow step.
         faces = r.classify(image, [Face(f.box, f.landmarks, f.detection_score) for f in self.faces])
         t2 = time.perf_counter()
         r.label(self.tracker.update(faces, t))
