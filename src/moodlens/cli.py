@@ -136,6 +136,12 @@ def cmd_webcam(args) -> int:
 
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise MoodLensError("no display to open a window on; try `moodlens serve` and open the live page in a browser")
+    try:  # the desktop app is the better window when its extra is installed
+        from moodlens.desktop.app import main as desktop_main
+    except ImportError:
+        desktop_main = None
+    if desktop_main is not None:
+        return desktop_main(str(args.device), args.model, args.detector)
     recognizer = _recognizer(args)
     camera = Camera(args.device)
     try:
@@ -248,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     engine_options(sp)
     sp.set_defaults(func=cmd_video)
 
-    sp = sub.add_parser("webcam", help="live window on a local camera")
+    sp = sub.add_parser("webcam", help="live window on a local camera",
+                        description="Live window on a local camera: the desktop app when the `desktop` extra is "
+                        "installed, otherwise an OpenCV window (needs an OpenCV build with GUI support).")
     sp.add_argument("--device", type=int, default=0, help="camera index (default: 0)")
     sp.add_argument("--detect-every", type=int, default=2)
     engine_options(sp)
