@@ -26,6 +26,7 @@ from moodlens.gallery import make_gallery, shared_participants  # noqa: E402
 from moodlens.recognizer import FaceStream, Recognizer  # noqa: E402
 from moodlens.web.server import create_app, default_recognizer  # noqa: E402
 from moodlens.web.uploads import Limits, UploadError, image_size  # noqa: E402
+from test_store import postgres_server  # noqa: E402, F401  (a fixture: a throwaway PostgreSQL server)
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 TOKEN = "teacher-secret"
@@ -492,7 +493,20 @@ def test_sessions_list_export_and_delete(client):
 
 # --- persistence -----------------------------------------------------------------------------
 
-def test_sessions_survive_a_restart(db, recognizer, clock):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request, db) -> str:
+    """The SQLite file, or the PostgreSQL server of test_store.py (skipped where it cannot start)."""
+    if request.param == "sqlite":
+        return db
+    from test_store import _reset_postgres
+
+    url = request.getfixturevalue("postgres_server")
+    _reset_postgres(url)
+    return url
+
+
+def test_sessions_survive_a_restart(any_db, recognizer, clock):
+    db = any_db
     with TestClient(create_app(db, recognizer, TOKEN, clock=clock)) as c:
         ended, still_open = new_session(c, "ended"), new_session(c, "still open")
         ana = join(c, ended["code"], "Ana")
@@ -531,7 +545,7 @@ def uvicorn_server(app):
     while not server.started and time.time() < deadline:
         time.sleep(0.05)
     try:
-        yield f"127.0.0.1:{port}", server
+        yield f"127.0.0.1:{port}", server, thread
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -541,21 +555,22 @@ def test_stopping_the_server_mid_stream_keeps_what_was_recorded(db, recognizer):
     """uvicorn stops while a student is sending: every second seen is written before it exits."""
     from websockets.sync.client import connect
 
-    with uvicorn_server(create_app(db, recognizer, TOKEN)) as (address, server):
+    with uvicorn_server(create_app(db, recognizer, TOKEN)) as (address, server, thread):
         import httpx
 
         base = f"http://{address}"
         session = httpx.post(f"{base}/api/sessions", json={"title": "stopped"}, headers=AUTH).json()["session"]
         token = httpx.post(f"{base}/api/join", json={"code": session["code"], "name": "Ana"}).json()["token"]
-        ws = connect(f"ws://{address}/ws/student?token={token}")
-        start = time.time()
-        while time.time() - start < 2.6:
-            ws.send(jpeg())
-            ws.recv(timeout=10)
-            time.sleep(0.25)
-        seen = int(time.time() - session["started_at"])
-        server.should_exit = True  # stop with the student still connected
-    ws.close()
+        with connect(f"ws://{address}/ws/student?token={token}") as ws:
+            start = time.time()
+            while time.time() - start < 2.6:
+                ws.send(jpeg())
+                ws.recv(timeout=10)
+                time.sleep(0.25)
+            seen = int(time.time() - session["started_at"])
+            server.should_exit = True  # stop with the student still connected
+            thread.join(timeout=30)
+            assert not thread.is_alive()
     with TestClient(create_app(db, recognizer, TOKEN)) as c:
         seconds = [s["second"] for s in
                    c.get(f"/api/sessions/{session['id']}/export?format=json", headers=AUTH).json()["seconds"]]
