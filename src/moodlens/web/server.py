@@ -217,6 +217,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
 
     app = FastAPI(title="MoodLens", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.moodlens = ml
+    app.state.token_generated = generated
     app.add_middleware(BodyLimit, limits=ml.limits, auth=ml.auth)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -590,19 +591,33 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None, *,
+          ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> None:
     """Run the web app with uvicorn until interrupted.
 
     Args:
-        host: address to listen on (the default only accepts this computer; use ``0.0.0.0`` to
-            let students on the network join).
+        host: address to listen on (the default only accepts this computer; ``0.0.0.0`` lets
+            students on the network join).
         port: TCP port.
         db: None for ``./moodlens.db`` (SQLite), a file path, or a ``postgresql://`` URL.
+        ssl_certfile, ssl_keyfile: serve HTTPS (default: ``MOODLENS_SSL_CERTFILE`` and
+            ``MOODLENS_SSL_KEYFILE``). Browsers give pages a camera only over HTTPS or on
+            localhost, so students on other computers need it (or a reverse proxy that adds it).
     """
     import uvicorn
 
+    ssl_certfile = ssl_certfile or os.environ.get("MOODLENS_SSL_CERTFILE")
+    ssl_keyfile = ssl_keyfile or os.environ.get("MOODLENS_SSL_KEYFILE")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = create_app(db)
-    print(f"MoodLens on http://{host}:{port}/  (log in with the teacher token; students join at "
-          f"http://{host}:{port}/join)", flush=True)
-    uvicorn.run(app, host=host, port=port, ws_max_size=Limits().frame_bytes + 2**10, log_level="warning")
+    scheme = "https" if ssl_certfile else "http"
+    print(f"MoodLens on {scheme}://{host}:{port}/  (teachers log in with the token; students join at "
+          f"{scheme}://{host}:{port}/join)", flush=True)
+    if not app.state.token_generated and not os.environ.get("MOODLENS_TOKEN"):
+        print("teacher token: the one printed at the first start (kept in the database); set MOODLENS_TOKEN "
+              "to use another", flush=True)
+    if scheme == "http" and host not in ("127.0.0.1", "localhost", "::1"):
+        print("note: browsers allow cameras only on https:// or localhost pages; give students an https:// "
+              "address (MOODLENS_SSL_CERTFILE/KEYFILE, or a reverse proxy)", flush=True)
+    uvicorn.run(app, host=host, port=port, ws_max_size=Limits().frame_bytes + 2**10, log_level="warning",
+                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
