@@ -49,6 +49,7 @@ class Student:
     server_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     frames_sent: int = 0
+    with_face: int = 0
     answers: int = 0
     dropped: int = 0
 
@@ -103,6 +104,7 @@ async def run_student(student: Student, address: str, started_at: float, fps: fl
                         student.errors.append(reply["error"])
                         continue
                     student.answers += 1
+                    student.with_face += bool(reply.get("faces"))
                     student.dropped = reply.get("dropped", 0)
                     student.server_ms.append(reply.get("ms", 0.0))
                     sent = student.sent.pop(reply["seq"], None)
@@ -210,6 +212,7 @@ async def main_async(args) -> int:
     report = {
         "students": args.students, "frame_size": f"{args.width}x{args.height}", "fps_per_student": args.fps,
         "seconds": args.seconds, "wall_s": round(wall, 1), "frames_sent": sent, "answers": answers,
+        "answers_with_a_face": sum(s.with_face for s in students),
         "dropped_stale_frames": sum(s.dropped for s in students), "errors": len(errors),
         "latency_ms": {"p50": round(percentile(latencies, 50), 1), "p95": round(percentile(latencies, 95), 1),
                        "max": round(max(latencies, default=float("nan")), 1)},

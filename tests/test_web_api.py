@@ -295,6 +295,29 @@ def test_video_upload_refuses_what_is_not_a_video(client, name, data, status):
     assert r.status_code == status and r.json()["error"]
 
 
+def test_a_failing_video_job_reports_its_error(client, tmp_path, monkeypatch):
+    ml = client.app.state.moodlens
+
+    class Broken:
+        classes = ml.recognizer.classes
+
+        def stream(self, *args, **kwargs):
+            yield from ()
+            raise RuntimeError("decoder crashed")
+
+    monkeypatch.setattr(ml.videos, "recognizer", Broken())
+    video = make_video(tmp_path / "lesson.avi", seconds=1)
+    job = client.post("/api/videos", files={"file": ("lesson.avi", video.read_bytes())}, headers=AUTH).json()["job"]
+    deadline = time.time() + 30
+    while job["status"] in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.1)
+        job = client.get(f"/api/videos/{job['id']}", headers=AUTH).json()["job"]
+    assert job["status"] == "error" and job["error"] == "decoder crashed"
+    session = client.get(f"/api/sessions/{job['session_id']}", headers=AUTH).json()["session"]
+    assert not session["open"]
+    assert client.get("/healthz").status_code == 200
+
+
 def test_unknown_video_job(client):
     assert client.get("/api/videos/nope", headers=AUTH).status_code == 404
 

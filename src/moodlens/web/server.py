@@ -80,7 +80,7 @@ class MoodLens:
                 if session in self.live:
                     return self.live[session]
                 session = self.store.get_session(session)
-            if session is None or not session.open:
+            if session is None or not session.open or session.kind != "class":
                 return None
             if session.id not in self.live:
                 live = LiveSession(session, self.clock)

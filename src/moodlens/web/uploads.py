@@ -248,6 +248,11 @@ class VideoJobs:
         except Exception as exc:  # a broken file must end the job, never the server
             log.warning("video %s failed: %s", job.name, exc)
             job.status, job.error = "error", str(exc) or type(exc).__name__
+            if job.session_id is not None:  # keep what was analysed, as an ended session
+                try:
+                    self.store.end_session(job.session_id)
+                except Exception:  # the session was deleted meanwhile
+                    pass
         finally:
             path.unlink(missing_ok=True)
 
