@@ -8,6 +8,7 @@ Skipped when Playwright or Chromium (Debian's ``chromium`` at /usr/bin/chromium)
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -22,6 +23,7 @@ import pytest
 pytest.importorskip("fastapi")
 playwright_api = pytest.importorskip("playwright.sync_api")
 
+from moodlens.gallery import make_gallery, shared_participants  # noqa: E402
 from moodlens.web.server import create_app, default_recognizer  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
@@ -83,17 +85,35 @@ def camera_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser(camera_file):
+def playwright():
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with playwright_api.sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                  args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera_file}"])
-        except playwright_api.Error as exc:
-            pytest.skip(f"Chromium does not start: {exc}")
-        yield b
-        b.close()
+        yield p
+
+
+def _launch(playwright, args: list[str]):
+    try:
+        return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+    except playwright_api.Error as exc:
+        pytest.skip(f"Chromium does not start: {exc}")
+
+
+@pytest.fixture(scope="module")
+def browser(playwright, camera_file):
+    """Chromium with a fake camera playing ``camera_file``."""
+    b = _launch(playwright, [*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera_file}"])
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def screen_browser(playwright):
+    """Chromium whose screen-share picker picks the tab titled "Meeting gallery" by itself."""
+    args = [a for a in CHROMIUM_ARGS if "fake" not in a]  # a fake UI would pick a fake screen
+    b = _launch(playwright, [*args, "--auto-select-tab-capture-source-by-title=Meeting gallery"])
+    yield b
+    b.close()
 
 
 @pytest.fixture
@@ -234,3 +254,40 @@ def test_upload_page_analyses_a_photo(browser, server, screenshots):
     assert shot is not None and shot.std() > 20
     original = cv2.resize(cv2.imread(str(MEDIA / "group.jpg")), (shot.shape[1], shot.shape[0]))
     assert np.abs(shot.astype(int) - original).max(axis=2).__gt__(60).mean() > 0.005, "no boxes drawn"
+
+
+def test_teacher_shares_a_meeting_gallery(screen_browser, server, screenshots):
+    """A tab shows a 3x3 meeting gallery; the teacher shares it and each face becomes a tile."""
+    frame, truth = make_gallery(shared_participants(MEDIA), 3, 3, (1280, 720))
+    picture = base64.b64encode(cv2.imencode(".png", frame)[1].tobytes()).decode()
+    teacher = teacher_page(screen_browser, server)
+    call = teacher.context.new_page()
+    call.goto(f"{server}/healthz")
+    call.set_content("<title>Meeting gallery</title><body style='margin:0;background:#202124'>"
+                     f"<img src='data:image/png;base64,{picture}' style='display:block'></body>")
+    teacher.bring_to_front()
+    teacher.goto(f"{server}/sessions")
+    teacher.fill("#title", "Gallery class")
+    teacher.click("#open")
+    teacher.wait_for_url(f"{server}/sessions/*")
+    teacher.click("#share")
+    try:
+        teacher.wait_for_function("Number(document.body.dataset.participants) >= 7", timeout=30_000)
+    except playwright_api.Error:
+        teacher.screenshot(path=str(screenshots / "gallery-failed.png"), full_page=True)
+        raise
+    time.sleep(2.5)  # a few seconds of records
+    snapshot = teacher.evaluate("snapshot")
+    tiles = [p for p in snapshot["participants"] if p["source"] == "tile"]
+    assert 7 <= len(tiles) <= len(truth) + 1 and all(t["connected"] for t in tiles)
+    assert len({t["name"] for t in tiles}) == len(tiles)
+    path = screenshots / "gallery.png"
+    teacher.screenshot(path=str(path), full_page=True)
+    teacher.locator("#gallery").screenshot(path=str(screenshots / "gallery-overlay.png"))
+    overlay = cv2.imread(str(screenshots / "gallery-overlay.png"))
+    assert overlay is not None and overlay.std() > 20
+    boxes = teacher.evaluate("document.getElementById('gallery').width")
+    assert boxes == 1280
+    teacher.click("#share")  # stop sharing: the tiles leave
+    teacher.wait_for_function("snapshot.participants.every((p) => !p.connected)", timeout=15_000)
+    teacher.context.close()

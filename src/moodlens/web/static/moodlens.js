@@ -34,7 +34,7 @@ const ML = {
   },
 
   // Boxes, labels and score bars over a picture drawn at `scale` (frame pixels -> canvas pixels).
-  drawFaces(ctx, faces, scale = 1, { bars = true, ids = false } = {}) {
+  drawFaces(ctx, faces, scale = 1, { bars = true, names = null } = {}) {
     const font = Math.max(11, Math.round(13 * Math.max(scale, 0.8)));
     ctx.font = `600 ${font}px system-ui, sans-serif`;
     ctx.textBaseline = "top";
@@ -45,7 +45,7 @@ const ML = {
       ctx.strokeStyle = color;
       ctx.strokeRect(x, y, w, h);
       let text = ML.faceLabel(face);
-      if (ids && face.participant) text = `#${face.participant} ${text}`;
+      if (names && face.participant) text = `${names[face.participant] || "#" + face.participant}: ${text}`;
       const tw = ctx.measureText(text).width + 8;
       const ty = y - font - 6 > 0 ? y - font - 6 : y + h + 2;
       ctx.fillStyle = color;
