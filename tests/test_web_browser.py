@@ -205,6 +205,7 @@ def test_student_joins_and_the_dashboard_updates(browser, server, screenshots):
         "(words) => { const t = document.querySelector('.tile .emotion');"
         " return t && words.some((w) => t.textContent.startsWith(w)); }", arg=list(LABEL_WORDS), timeout=15_000)
     teacher.wait_for_function("document.querySelector('#state').textContent.includes('1 connected')")
+    student.screenshot(path=str(screenshots / "student.png"))
     time.sleep(3.5)  # a few seconds of records for the sparkline and the class timeline
     snapshot = teacher.evaluate("snapshot")
     tile = snapshot["participants"][0]
@@ -237,6 +238,10 @@ def test_student_joins_and_the_dashboard_updates(browser, server, screenshots):
     teacher.wait_for_function("document.body.dataset.live === 'false'", timeout=15_000)
     student.wait_for_function("document.getElementById('status').textContent.includes('ended')", timeout=15_000)
     assert "Ana" in teacher.inner_text("#tiles")
+    teacher.screenshot(path=str(screenshots / "review.png"), full_page=True)
+    teacher.goto(f"{server}/sessions")
+    teacher.wait_for_selector("#list a:text('Browser class')")
+    teacher.screenshot(path=str(screenshots / "sessions.png"))
     teacher.context.close()
     student.context.close()
 
