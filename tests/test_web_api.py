@@ -479,6 +479,17 @@ def test_no_face_for_a_while_is_flagged(client, clock):
     assert snap["flagged"] == 1
 
 
+def test_a_student_with_the_camera_off_is_flagged_after_a_while(client, clock):
+    session = new_session(client)
+    join(client, session["code"], "Quiet")
+    clock.t += 5
+    tile = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()["participants"][0]
+    assert tile["status"] == "offline" and tile["flags"] == []
+    clock.t += 7
+    tile = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()["participants"][0]
+    assert [f["reason"] for f in tile["flags"]] == ["no_face"] and tile["flags"][0]["seconds"] == 12  # 0..11
+
+
 def test_shared_gallery_tiles_become_participants(client, clock):
     session = new_session(client)
     people = shared_participants(MEDIA)
@@ -492,7 +503,7 @@ def test_shared_gallery_tiles_become_participants(client, clock):
     tiles = [p for p in snap["participants"] if p["source"] == "tile"]
     assert len(tiles) == len(ids[0] | ids[1]) and all(t["name"].startswith("Tile ") for t in tiles)
     assert len({t["name"] for t in tiles}) == len(tiles)
-    assert all(not t["connected"] for t in tiles)  # the share ended
+    assert all(not t["connected"] and t["status"] == "offline" and not t["flags"] for t in tiles)  # share ended
     r = client.patch(f"/api/participants/{tiles[0]['id']}", json={"name": "Chloe"}, headers=AUTH)
     assert r.status_code == 200
     names = {p["name"] for p in client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()["participants"]}

@@ -30,6 +30,7 @@ from moodlens.store import Participant, Session, Store
 log = logging.getLogger("moodlens.web")
 
 NO_FACE = "no_face"
+OFFLINE = "offline"  # a student with the camera off, or a gallery tile when the share has ended
 
 
 class Latest:
@@ -162,7 +163,10 @@ class LiveParticipant:
 
     def view(self, now: int, spark_s: int = 60, **flag_args) -> dict:
         """The dashboard tile: current emotion, a sparkline of the last ``spark_s`` seconds and
-        the attention flags still running at ``now`` (the current session second)."""
+        the attention flags still running at ``now`` (the current session second).
+
+        A student whose camera is off counts as "no face seen"; a gallery tile whose share ended
+        raises no flags (nobody is watching that screen any more)."""
         with self.lock:
             recent = list(self.recent)
             face, last_frame = self.face, self.last_frame
@@ -171,12 +175,13 @@ class LiveParticipant:
         # look back over what is kept: since joining, or the oldest second still in ``recent``
         start = recent[0].second if recent and len(recent) == self.recent.maxlen else self.joined
         end = now - 1  # the current second is still open
+        watched = connected or self.info.source == "student"
         flags = [f for f in attention_flags(recent, start=start, end=end, **flag_args) if f.end == end] \
-            if connected and end >= start else []
+            if watched and end >= start else []
         return {**self.info.to_dict(), "connected": connected,
-                "emotion": None if stale or face is None else face.emotion,
-                "confidence": 0.0 if stale or face is None else round(face.confidence, 3),
-                "status": "left" if not connected else NO_FACE if stale or face is None else face.status,
+                "emotion": None if stale or face is None or not connected else face.emotion,
+                "confidence": 0.0 if stale or face is None or not connected else round(face.confidence, 3),
+                "status": OFFLINE if not connected else NO_FACE if stale or face is None else face.status,
                 "spark": spark([r for r in recent if r.second > now - spark_s]),
                 "flags": [f.to_dict() for f in flags]}
 
