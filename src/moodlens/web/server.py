@@ -108,13 +108,14 @@ class MoodLens:
         await run_in_threadpool(self.recorder.flush)
 
     def close(self) -> None:
+        """Finish the frames in recognition, store every open second, then let go of the database."""
+        self.videos.close()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.video_pool.shutdown(wait=True, cancel_futures=True)
         for live in list(self.live.values()):
             for p in list(live.participants.values()):
                 self.record(live, p.flush())
-        self.videos.close()
         self.recorder.close()
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        self.video_pool.shutdown(wait=True, cancel_futures=True)
         self.store.close()
 
 
