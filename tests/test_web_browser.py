@@ -296,3 +296,27 @@ def test_teacher_shares_a_meeting_gallery(screen_browser, server, screenshots):
     teacher.click("#share")  # stop sharing: the tiles leave
     teacher.wait_for_function("snapshot.participants.every((p) => !p.connected)", timeout=15_000)
     teacher.context.close()
+
+
+def test_upload_page_analyses_a_video(browser, server, screenshots, tmp_path):
+    """A video goes up with progress, is analysed on the server, and its timeline is charted."""
+    frames = [cv2.resize(cv2.imread(str(MEDIA / n)), (320, 240)) for n in ("portrait.jpg", "crying.jpg")]
+    video = tmp_path / "lesson.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for i in range(30):
+        writer.write(frames[i // 10 % 2])
+    writer.release()
+    page = teacher_page(browser, server)
+    page.goto(f"{server}/upload")
+    page.set_input_files("#file", str(video))
+    page.wait_for_function("Number(document.body.dataset.seconds || 0) >= 3", timeout=60_000)
+    assert page.inner_text("#progress-text").startswith("Done")
+    # Chromium plays no AVI: the page says so instead of showing a black player
+    page.wait_for_function("document.getElementById('error').textContent.includes('cannot play')")
+    page.locator("#timeline").screenshot(path=str(screenshots / "video-timeline.png"))
+    page.screenshot(path=str(screenshots / "video-page.png"), full_page=True)
+    href = page.get_attribute("#session-link", "href")
+    assert href.startswith("/sessions/")
+    page.context.close()
+    chart = cv2.imread(str(screenshots / "video-timeline.png"))
+    assert chart is not None and chart.std() > 20
