@@ -195,7 +195,7 @@ def test_student_joins_and_the_dashboard_updates(browser, server, screenshots):
     student.fill("#name", "Ana")
     student.click("#join-button")
     student.wait_for_url(f"{server}/student")
-    assert student.inner_text("#me") == "Ana"
+    student.wait_for_function("document.getElementById('me').textContent === 'Ana'")  # from /api/me
     student.click("#start")
     student.wait_for_function("Number(document.body.dataset.answers || 0) >= 2", timeout=30_000)
 
