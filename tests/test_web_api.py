@@ -24,6 +24,7 @@ from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 from moodlens.gallery import make_gallery, shared_participants  # noqa: E402
 from moodlens.recognizer import FaceStream, Recognizer  # noqa: E402
+from moodlens.store import Store  # noqa: E402
 from moodlens.web.server import create_app, default_recognizer  # noqa: E402
 from moodlens.web.uploads import Limits, UploadError, image_size  # noqa: E402
 from test_store import postgres_server  # noqa: E402, F401  (a fixture: a throwaway PostgreSQL server)
@@ -169,6 +170,9 @@ def test_generated_token_is_kept_in_the_database(db, recognizer, monkeypatch, ca
         printed = capsys.readouterr().out
     token = printed.strip().split()[-1]
     assert "teacher token" in printed and len(token) >= 20
+    store = Store(db)
+    assert token not in str(store.get_setting("teacher_token_sha256"))  # only its hash is kept
+    store.close()
     with TestClient(create_app(db, recognizer)) as c:
         assert capsys.readouterr().out == ""  # printed once, at the first start
         assert c.get("/api/sessions", headers={"Authorization": f"Bearer {token}"}).status_code == 200

@@ -1,7 +1,7 @@
 """Who may do what: the teacher's token, students' per-participant tokens, cookies.
 
-The teacher's token comes from ``MOODLENS_TOKEN``, or is generated at the first start and kept in
-the database's settings. It is sent as ``Authorization: Bearer ...``, as the cookie that the login
+The teacher's token comes from ``MOODLENS_TOKEN``, or is generated and printed at the first start;
+the database keeps only its SHA-256 hash. It is sent as ``Authorization: Bearer ...``, as the cookie that the login
 page sets, or (WebSockets only, for scripts) as ``?token=``. A student who joins a session with
 its code gets a token of their own that lets them send frames to that session and nothing else.
 """
@@ -16,22 +16,25 @@ from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
-from moodlens.store import Participant, Store
+from moodlens.store import Participant, Store, hash_token
 
 TEACHER_COOKIE = "moodlens_token"
 STUDENT_COOKIE = "moodlens_student"
-TOKEN_SETTING = "teacher_token"
+TOKEN_SETTING = "teacher_token_sha256"
 
 
-def teacher_token(store: Store, token: str | None = None) -> tuple[str, bool]:
-    """``(token, generated)``: the given token, ``MOODLENS_TOKEN``, the stored one, or a new one
-    (stored, and ``generated`` True so the caller prints it)."""
-    token = token or os.environ.get("MOODLENS_TOKEN") or store.get_setting(TOKEN_SETTING)
+def teacher_token(store: Store, token: str | None = None) -> tuple[str, str | None]:
+    """``(hash of the teacher's token, new token or None)``: the given token, ``MOODLENS_TOKEN``,
+    the stored hash, or a new token (its hash stored; returned so the caller prints it once)."""
+    token = token or os.environ.get("MOODLENS_TOKEN")
     if token:
-        return token, False
+        return hash_token(token), None
+    stored = store.get_setting(TOKEN_SETTING)
+    if stored:
+        return stored, None
     token = secrets.token_urlsafe(18)
-    store.set_setting(TOKEN_SETTING, token)
-    return token, True
+    store.set_setting(TOKEN_SETTING, hash_token(token))
+    return hash_token(token), token
 
 
 def _presented(conn: HTTPConnection, cookie: str, query: bool) -> str | None:
@@ -48,14 +51,17 @@ def _presented(conn: HTTPConnection, cookie: str, query: bool) -> str | None:
 class Auth:
     """Checks requests and WebSocket handshakes against the teacher's and students' tokens."""
 
-    def __init__(self, token: str, store: Store):
-        self.token, self.store = token, store
+    def __init__(self, token_hash: str, store: Store):
+        self.token_hash, self.store = token_hash, store
         self._students: dict[str, Participant] = {}
         self._failures: dict[str, deque] = defaultdict(deque)
 
     def is_teacher(self, conn: HTTPConnection) -> bool:
         given = _presented(conn, TEACHER_COOKIE, query=conn.scope["type"] == "websocket")
-        return bool(given) and secrets.compare_digest(given.encode(), self.token.encode())
+        return bool(given) and self.is_teacher_token(given)
+
+    def is_teacher_token(self, given: str) -> bool:
+        return secrets.compare_digest(hash_token(given.strip()).encode(), self.token_hash.encode())
 
     def student(self, conn: HTTPConnection) -> Participant | None:
         """The participant whose token the connection carries (cookie, or ``?token=`` on a

@@ -61,10 +61,10 @@ def default_recognizer() -> Recognizer:
 class MoodLens:
     """Everything the routes share: store, recognizer, worker pools, live sessions, uploads."""
 
-    def __init__(self, store: Store, recognizer: Recognizer, token: str, limits: Limits, workers: int,
+    def __init__(self, store: Store, recognizer: Recognizer, token_hash: str, limits: Limits, workers: int,
                  clock: Callable[[], float]):
         self.store, self.recognizer, self.limits, self.clock = store, recognizer, limits, clock
-        self.auth = Auth(token, store)
+        self.auth = Auth(token_hash, store)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="moodlens-recognize")
         self.video_pool = ThreadPoolExecutor(1, thread_name_prefix="moodlens-video")
         self.recorder = Recorder(store)
@@ -195,17 +195,18 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
 
     Args:
         recognizer: shared by all connections (default: :func:`default_recognizer`).
-        token: the teacher's token (default: ``MOODLENS_TOKEN``, the stored one, or a new one,
-            which is printed).
+        token: the teacher's token (default: ``MOODLENS_TOKEN``, the one whose hash is stored, or
+            a new one, printed once).
         limits: upload limits.
         workers: recognition threads (default: 2, or 1 on a one-core machine).
         clock: wall-clock time in seconds (tests move time on by hand).
     """
     store = Store(database_url(db_url))
-    token, generated = teacher_token(store, token)
+    token_hash, generated = teacher_token(store, token)
     if generated:
-        print(f"MoodLens teacher token (generated, kept in the database): {token}", flush=True)
-    ml = MoodLens(store, recognizer or default_recognizer(), token, limits or Limits(),
+        print(f"MoodLens teacher token (generated; shown only now, the database keeps its hash): {generated}",
+              flush=True)
+    ml = MoodLens(store, recognizer or default_recognizer(), token_hash, limits or Limits(),
                   workers or min(2, os.cpu_count() or 1), clock)
 
     @asynccontextmanager
@@ -218,7 +219,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
 
     app = FastAPI(title="MoodLens", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.moodlens = ml
-    app.state.token_generated = generated
+    app.state.token_generated = generated is not None
     app.add_middleware(BodyLimit, limits=ml.limits, auth=ml.auth)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -271,11 +272,11 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
 
     @app.post("/login", include_in_schema=False)
     async def login(token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/") -> Response:
-        if not secrets.compare_digest(token.strip().encode(), ml.auth.token.encode()):
+        if not ml.auth.is_teacher_token(token):
             return RedirectResponse("/login?error=1", status_code=303)
         target = next if re.fullmatch(r"/(?!/)[\w\-/]*", next) else "/"
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(TEACHER_COOKIE, ml.auth.token, max_age=12 * 3600, httponly=True, samesite="strict")
+        response.set_cookie(TEACHER_COOKIE, token.strip(), max_age=12 * 3600, httponly=True, samesite="strict")
         return response
 
     @app.get("/logout", include_in_schema=False)
@@ -615,8 +616,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None, *,
     print(f"MoodLens on {scheme}://{host}:{port}/  (teachers log in with the token; students join at "
           f"{scheme}://{host}:{port}/join)", flush=True)
     if not app.state.token_generated and not os.environ.get("MOODLENS_TOKEN"):
-        print("teacher token: the one printed at the first start (kept in the database); set MOODLENS_TOKEN "
-              "to use another", flush=True)
+        print("teacher token: the one printed at the first start; lost it? start with MOODLENS_TOKEN=<new token>",
+              flush=True)
     if scheme == "http" and host not in ("127.0.0.1", "localhost", "::1"):
         print("note: browsers allow cameras only on https:// or localhost pages; give students an https:// "
               "address (MOODLENS_SSL_CERTFILE/KEYFILE, or a reverse proxy)", flush=True)
