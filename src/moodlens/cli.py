@@ -163,7 +163,7 @@ def cmd_serve(args) -> int:
         from moodlens.web.server import serve
     except ImportError as e:
         raise MoodLensError(f"the web app needs the `web` extra: pip install 'moodlens[web]' ({e.name} missing)") from None
-    serve(args.host, args.port, args.db)
+    serve(args.host, args.port, args.db, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     return 0
 
 
@@ -266,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8000)
     sp.add_argument("--db", help="database URL (default: SQLite file moodlens.db; postgresql://... for PostgreSQL)")
+    sp.add_argument("--ssl-certfile", help="serve https (browsers give other computers' pages the camera only "
+                    "over https)")
+    sp.add_argument("--ssl-keyfile", help="private key for --ssl-certfile")
     sp.set_defaults(func=cmd_serve)
 
     sp = sub.add_parser("desktop", help="desktop window for a camera or video file (extra `desktop`)")

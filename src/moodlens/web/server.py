@@ -468,15 +468,24 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
 
         await _attend(ws, ml, live, lambda: [me], process)
 
+    async def accept_teacher(ws: WebSocket, session_id: int) -> LiveSession | None:
+        """Accept a teacher's socket on a live session; close it (and return None) otherwise."""
+        if not (ml.auth.is_teacher(ws) and ml.auth.same_origin(ws)):
+            await ws.close(CLOSE_UNAUTHORISED)
+            return None
+        live = await run_in_threadpool(ml.live_session, session_id)
+        if live is None:
+            await ws.close(CLOSE_NOT_FOUND)
+            return None
+        await ws.accept()
+        return live
+
     @app.websocket("/ws/sessions/{session_id}/gallery")
     async def ws_gallery(ws: WebSocket, session_id: int) -> None:
         """The teacher's screen capture of the meeting's gallery: a participant per tile."""
-        if not (ml.auth.is_teacher(ws) and ml.auth.same_origin(ws)):
-            return await ws.close(CLOSE_UNAUTHORISED)
-        live = await run_in_threadpool(ml.live_session, session_id)
+        live = await accept_teacher(ws, session_id)
         if live is None:
-            return await ws.close(CLOSE_NOT_FOUND)
-        await ws.accept()
+            return
         if live.gallery is None:
             def new_tile(n: int):
                 tile = live.add(ml.store.add_participant(session_id, f"Tile {n}", "tile", joined_at=ml.clock()))
@@ -499,12 +508,9 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     @app.websocket("/ws/sessions/{session_id}/dashboard")
     async def ws_dashboard(ws: WebSocket, session_id: int) -> None:
         """A snapshot of the live session every second until it ends."""
-        if not (ml.auth.is_teacher(ws) and ml.auth.same_origin(ws)):
-            return await ws.close(CLOSE_UNAUTHORISED)
-        live = await run_in_threadpool(ml.live_session, session_id)
+        live = await accept_teacher(ws, session_id)
         if live is None:
-            return await ws.close(CLOSE_NOT_FOUND)
-        await ws.accept()
+            return
         ml.sockets.setdefault(session_id, set()).add(ws)
 
         async def drain() -> None:  # notice when the page goes away
