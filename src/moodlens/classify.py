@@ -42,6 +42,9 @@ class EmotionModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
         options.log_severity_level = 3
+        # Spinning worker threads would steal the CPU the detector needs between batches: on
+        # 2 cores a whole frame took 22.5 ms with spinning, 17.1 ms without (one crop: +0.14 ms).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for any malformed file
