@@ -33,6 +33,7 @@ def annotate(image: np.ndarray, faces: Sequence[Face], bars: bool = True) -> np.
     height, width = out.shape[:2]
     thick = max(1, round(min(height, width) / 400))
     font = 0.35 + min(height, width) / 1600
+    taken = [f.box for f in faces]  # score panels avoid faces and each other
     for face in faces:
         x, y, w, h = face.box
         color = color_of(face.emotion)
@@ -48,12 +49,22 @@ def annotate(image: np.ndarray, faces: Sequence[Face], bars: bool = True) -> np.
         cv2.rectangle(out, (x, ty - th - 3), (x + tw + 4, ty + base - 1), color, -1)
         cv2.putText(out, text, (x + 2, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 1, cv2.LINE_AA)
         if bars and face.scores and w >= 60:
-            _bars(out, face, x + w + 4 if x + w + 84 < width else max(x - 84, 0), y, font)
+            row = max(10, int(22 * font))
+            # Beside the box, on whichever side has room and covers no other face or panel.
+            for bx in (x + w + 4, x - 84):
+                panel = (bx, y, 80, row * len(face.scores))
+                if 0 <= bx <= width - 80 and not any(_overlaps(panel, b) for b in taken if b != face.box):
+                    _bars(out, face, bx, y, font, row)
+                    taken.append(panel)
+                    break
     return out
 
 
-def _bars(out: np.ndarray, face: Face, x: int, y: int, font: float) -> None:
-    row = max(10, int(22 * font))
+def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _bars(out: np.ndarray, face: Face, x: int, y: int, font: float, row: int) -> None:
     for i, (name, p) in enumerate(face.scores.items()):
         top = y + i * row
         if top + row > out.shape[0]:
