@@ -76,6 +76,20 @@ def test_evaluate_json_on_a_csv(capsys, tmp_path, fer_rows):
     assert np.array(report["confusion"]).sum() == 300 and (tmp_path / "cm.png").stat().st_size > 0
 
 
+def test_evaluate_an_image_folder_split(capsys, tmp_path, fer_rows):
+    # The Kaggle folder layout: <root>/test/<class>/*.png, here from real PublicTest faces.
+    names = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    for i, row in enumerate(r for r in fer_rows if r["Usage"] == "PublicTest"):
+        folder = tmp_path / "test" / names[int(row["emotion"])]
+        folder.mkdir(parents=True, exist_ok=True)
+        face = np.array(row["pixels"].split(), np.uint8).reshape(48, 48)
+        cv2.imwrite(str(folder / f"{i}.png"), cv2.resize(face, (96, 96)))
+    code, out, _ = run(capsys, "evaluate", tmp_path, "--split", "test", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["n"] == 300 and report["classes"] == list(names)
+    assert report["accuracy"] > 0.5  # the shipped model on real faces, upscaled and read back
+
+
 def test_shipped_model_meets_the_publictest_bar(capsys):
     code, out, _ = run(capsys, "evaluate", FER_CSV, "--split", "PublicTest", "--json")
     report = json.loads(out)
