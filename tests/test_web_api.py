@@ -405,6 +405,19 @@ def test_join_needs_a_right_code_and_a_name(client):
     assert r.status_code == 200 and r.json()["participant"]["name"] == "Ana"
 
 
+def test_join_refuses_codes_of_video_and_ended_sessions_with_json(client):
+    store = client.app.state.moodlens.store
+    video = store.create_session("upload.mp4", ["happy"], kind="video")
+    r = client.post("/api/join", json={"code": video.code, "name": "Ana"})
+    assert r.status_code == 404 and "error" in r.json()
+    assert store.participants(video.id) == []  # nothing stored for a refused join
+    session = new_session(client)
+    assert client.post(f"/api/sessions/{session['id']}/end", headers=AUTH).status_code == 200
+    r = client.post("/api/join", json={"code": session["code"], "name": "Ana"})
+    assert r.status_code == 404 and "error" in r.json()
+    assert store.participants(session["id"]) == []
+
+
 def test_guessing_codes_is_slowed_down(client):
     for _ in range(20):
         client.post("/api/join", json={"code": "AAAAAA", "name": "x"})

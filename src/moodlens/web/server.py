@@ -413,12 +413,14 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         if not name:
             raise HTTPException(400, "enter your name")
         session = await run_in_threadpool(ml.store.session_by_code, code) if code else None
-        if session is None or not session.open:
+        # only an open class session takes students (a video upload's session has a code too)
+        live = await run_in_threadpool(ml.live_session, session) if session is not None else None
+        if live is None:
             ml.auth.failed(client)
             raise HTTPException(404, "no open session with this code")
         token = secrets.token_urlsafe(24)
         participant = await run_in_threadpool(ml.store.add_participant, session.id, name, "student", token, ml.clock())
-        ml.live_session(session).add(participant)
+        live.add(participant)
         response = JSONResponse({"participant": participant.to_dict(), "token": token,
                                  "session": {"id": session.id, "title": session.title}})
         response.set_cookie(STUDENT_COOKIE, token, max_age=12 * 3600, httponly=True, samesite="strict")
