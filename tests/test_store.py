@@ -208,6 +208,15 @@ def test_sessions_participants_and_seconds(store):
     assert store.participants(a.id)[0].name == "Ana M."
 
 
+def test_renaming_reports_whether_there_was_such_a_participant(store):
+    session = store.create_session("s", FER2013_CLASSES)
+    pid = store.add_participant(session.id, "Ana", "student").id
+    assert store.rename_participant(pid, "Ana M.") is True
+    assert store.rename_participant(pid, "Ana M.") is True  # the same name again still finds the row
+    assert store.rename_participant(pid + 1000, "Nobody") is False
+    assert [p.name for p in store.participants(session.id)] == ["Ana M."]
+
+
 def test_a_second_stored_twice_keeps_the_fuller_one(store):
     session = store.create_session("s", FER2013_CLASSES)
     pid = store.add_participant(session.id, "Ana", "student").id

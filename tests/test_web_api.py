@@ -527,6 +527,22 @@ def test_shared_gallery_tiles_become_participants(client, clock):
     assert "Chloe" in names
 
 
+def test_renaming_a_participant_that_does_not_exist_is_404_and_students_see_their_new_name(client):
+    r = client.patch("/api/participants/9999", json={"name": "Ghost"}, headers=AUTH)
+    assert r.status_code == 404 and "error" in r.json()
+    session = new_session(client)
+    token = join(client, session["code"], "Ana")
+    student = {"moodlens_student": token}
+    client.cookies.update(student)
+    me = client.get("/api/me").json()["participant"]  # caches the student's token
+    client.cookies.clear()
+    assert me["name"] == "Ana"
+    assert client.patch(f"/api/participants/{me['id']}", json={"name": "Ana M."}, headers=AUTH).status_code == 200
+    client.cookies.update(student)
+    assert client.get("/api/me").json()["participant"]["name"] == "Ana M."
+    client.cookies.clear()
+
+
 def test_sessions_list_export_and_delete(client):
     a, b = new_session(client, "first"), new_session(client, "second")
     listed = client.get("/api/sessions", headers=AUTH).json()["sessions"]

@@ -335,9 +335,11 @@ class Store:
             row = conn.execute(participants.select().where(participants.c.token_hash == hash_token(token))).first()
         return _participant(row) if row else None
 
-    def rename_participant(self, participant_id: int, name: str) -> None:
+    def rename_participant(self, participant_id: int, name: str) -> bool:
+        """Rename a participant; False if there is none with this id."""
         with self.engine.begin() as conn:
-            conn.execute(participants.update().where(participants.c.id == participant_id).values(name=name))
+            return conn.execute(participants.update().where(participants.c.id == participant_id)
+                                .values(name=name)).rowcount > 0
 
     # per-second records
     def add_seconds(self, session_id: int, records: Iterable[SecondRecord]) -> int:

@@ -12,6 +12,7 @@ import os
 import secrets
 import time
 from collections import defaultdict, deque
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
@@ -79,6 +80,11 @@ class Auth:
     def forget(self, session_id: int) -> None:
         """Drop cached student tokens of a deleted session."""
         self._students = {k: p for k, p in self._students.items() if p.session_id != session_id}
+
+    def renamed(self, participant_id: int, name: str) -> None:
+        """Keep cached students' names in step with a rename."""
+        self._students = {k: replace(p, name=name) if p.id == participant_id else p
+                          for k, p in self._students.items()}
 
     @staticmethod
     def same_origin(conn: HTTPConnection) -> bool:

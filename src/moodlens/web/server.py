@@ -395,7 +395,9 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         name = str((await _json(request)).get("name") or "").strip()[:60]
         if not name:
             raise HTTPException(400, "name must not be empty")
-        await run_in_threadpool(ml.store.rename_participant, participant_id, name)
+        if not await run_in_threadpool(ml.store.rename_participant, participant_id, name):
+            raise HTTPException(404, f"no participant {participant_id}")
+        ml.auth.renamed(participant_id, name)
         for live in ml.live.values():
             if participant_id in live.participants:
                 live.participants[participant_id].info.name = name
