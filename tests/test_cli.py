@@ -47,7 +47,7 @@ def test_image_json_and_annotated_copies(capsys, tmp_path):
 def test_image_with_a_bad_file_reports_it_and_fails(capsys, tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"nope")
     code, out, err = run(capsys, "image", tmp_path / "bad.jpg", MEDIA / "portrait.jpg")
-    assert code == 1 and "portrait.jpg: 1 face(s)" in out
+    assert code == 2 and "portrait.jpg: 1 face(s)" in out
     assert err.strip() == f"moodlens: error: {tmp_path / 'bad.jpg'}: not a readable image"
 
 
@@ -104,12 +104,18 @@ def test_shipped_model_meets_the_publictest_bar(capsys):
     (["image", "x.jpg", "--detector", "yolo"], "unknown detector 'yolo'"),
     (["export", "{junk}"], "not a training checkpoint"),
     (["train", "{csv}", "--classes", "happy,joy"], "unknown class name 'joy'"),
+    (["video", "{video}", "--timeline", "/nonexistent/dir/t.csv"], "its folder does not exist"),
+    (["benchmark", "--media", "/nonexistent"], "pass --media with the shared photos"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, fer_rows, args, message):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"junk")
     csv_path = write_csv(tmp_path / "s.csv", fer_rows)
-    code, _, err = run(capsys, *[a.format(junk=junk, csv=csv_path) for a in args])
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    code, _, err = run(capsys, *[a.format(junk=junk, csv=csv_path, video=video) for a in args])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 

@@ -64,14 +64,12 @@ class Timeline:
         return self._close() if self._second is not None else []
 
     def _close(self) -> list[SecondRecord]:
-        judged = defaultdict(int)
         records = []
         for track_id, frames in sorted(self._frames.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
             total = self._sums.get(track_id)
             if total is None:
                 records.append(SecondRecord(self._second, track_id, None, {}, frames))
                 continue
-            judged[track_id] += 1
             mean = total / total.sum()
             scores = dict(zip(self.classes, mean.tolist()))
             records.append(SecondRecord(self._second, track_id, max(scores, key=scores.get), scores, frames))

@@ -48,8 +48,8 @@ def run_benchmark(model: str | None = None, detector: str | None = None, repeat:
                   media: str | Path | None = None) -> dict:
     media = Path(media) if media else shared_media_dir()
     recognizer = Recognizer(model=model, detector=detector)
+    one_face = webcam_frame(media)  # first: it says clearly when the photos are missing
     people = shared_participants(media)
-    one_face = webcam_frame(media)
     gallery_720, truth_720 = make_gallery(people, 5, 5, size=(1280, 720), count=20)
     gallery_1080, truth_1080 = make_gallery(people, 7, 7, size=(1920, 1080))
     rng = np.random.default_rng(0)

@@ -89,7 +89,7 @@ def cmd_image(args) -> int:
             print(f"{path}: {len(faces)} face(s): {summary}")
     if args.json:
         print(json.dumps(results if len(args.paths) > 1 else (results[0] if results else {}), indent=1))
-    return 1 if failed else 0
+    return 2 if failed else 0
 
 
 def cmd_video(args) -> int:
@@ -100,6 +100,9 @@ def cmd_video(args) -> int:
     from moodlens.annotate import annotate
     from moodlens.sources import VideoFile
 
+    for target in (args.out, args.timeline):
+        if target and not Path(target).resolve().parent.is_dir():
+            raise MoodLensError(f"{target}: its folder does not exist")
     recognizer = _recognizer(args)
     source = VideoFile(args.path)
     timeline = Timeline(recognizer.classes)
@@ -141,7 +144,7 @@ def cmd_webcam(args) -> int:
     except ImportError:
         desktop_main = None
     if desktop_main is not None:
-        return desktop_main(str(args.device), args.model, args.detector)
+        return desktop_main(str(args.device), args.model, args.detector, args.detect_every)
     recognizer = _recognizer(args)
     camera = Camera(args.device)
     try:
@@ -258,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Live window on a local camera: the desktop app when the `desktop` extra is "
                         "installed, otherwise an OpenCV window (needs an OpenCV build with GUI support).")
     sp.add_argument("--device", type=int, default=0, help="camera index (default: 0)")
-    sp.add_argument("--detect-every", type=int, default=2)
+    sp.add_argument("--detect-every", type=int, default=3, help="run the detector every N frames (default: 3)")
     engine_options(sp)
     sp.set_defaults(func=cmd_webcam)
 

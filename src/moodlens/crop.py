@@ -1,5 +1,5 @@
 """Cut detected faces out of a frame the way FER2013 frames them: square, with a calibrated
-margin around the detector's box, upright when eye landmarks are known, grey, model-sized."""
+margin around the detector's box, grey, model-sized; optionally rotated upright by the eyes."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ DEFAULT_SHIFT = -0.01
 
 
 def crop_faces(image: np.ndarray, faces: Sequence[Face], size: int = 48, scale: float = DEFAULT_SCALE,
-               shift: float = DEFAULT_SHIFT, align: bool = True) -> np.ndarray:
+               shift: float = DEFAULT_SHIFT, align: bool = False) -> np.ndarray:
     """Return uint8 grey crops (N, size, size) for ``faces`` of a BGR or grey ``image``.
 
     Crops that run past the frame's edge are filled by replicating the border, as a face at

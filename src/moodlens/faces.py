@@ -63,11 +63,11 @@ class Frame:
     """The faces of one frame, with where and when the frame came from.
 
     Attributes:
-        faces: the faces found, in detection order.
+        faces: the faces found, largest first.
         index: frame number within its source (0 for a still image).
         time: seconds since the start of the source (video time, or wall time for live sources).
         shape: (height, width) of the frame.
-        timings: milliseconds per stage (``detect``, ``classify``, ``track``), for benchmarks.
+        timings: milliseconds per stage (``detect`` or ``flow``, ``classify``, ``track``), for benchmarks.
         image: the BGR frame itself, when the consumer asked to keep it (for drawing).
     """
 

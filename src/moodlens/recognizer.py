@@ -10,13 +10,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from moodlens.classify import EmotionModel
 from moodlens.crop import DEFAULT_SCALE, DEFAULT_SHIFT, crop_faces
 from moodlens.detect import Detector, create_detector
 from moodlens.faces import TOO_SMALL, UNCERTAIN, Face, Frame
+from moodlens.preprocess import to_grey
 from moodlens.sources import Camera, VideoFile, open_source, read_image
 from moodlens.track import FlowShifter, Tracker
 
@@ -99,10 +99,8 @@ class Recognizer:
     def stream(self, source: str | int | Path | VideoFile | Camera, detect_every: int = 3,
                keep_image: bool = False) -> Iterator[Frame]:
         """Frames with tracked, smoothed faces from a video file, a camera index or a source."""
-        if isinstance(source, (VideoFile, Camera)):
-            src = source
-        else:
-            src = open_source(source)
+        opened_here = not isinstance(source, (VideoFile, Camera))
+        src = open_source(source) if opened_here else source
         faces = self.open_stream(detect_every)
         try:
             for index, t, image in src:
@@ -111,7 +109,7 @@ class Recognizer:
                     frame.image = image
                 yield frame
         finally:
-            if isinstance(src, Camera):
+            if opened_here and isinstance(src, Camera):
                 src.close()
 
 
@@ -133,7 +131,7 @@ class FaceStream:
         index = self.count if index is None else index
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        grey = to_grey(image)
         if self.count % self.detect_every == 0:
             self.faces = r.detect(image)
             self.flow.reset(grey)
@@ -144,7 +142,7 @@ class FaceStream:
         self.count += 1
         t1 = time.perf_counter()
         # Fresh records for this frame: self.faces keeps the raw detections for the next flow step.
-        faces = r.classify(image, [Face(f.box, f.landmarks, f.detection_score) for f in self.faces])
+        faces = r.classify(grey, [Face(f.box, f.landmarks, f.detection_score) for f in self.faces])
         t2 = time.perf_counter()
         r.label(self.tracker.update(faces, t))
         timings.update(classify=(t2 - t1) * 1e3, track=(time.perf_counter() - t2) * 1e3)

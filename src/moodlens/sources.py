@@ -16,8 +16,6 @@ import numpy as np
 
 from moodlens.errors import MoodLensError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
 
 class SourceError(MoodLensError):
     """A missing, unreadable or unsupported image, video or camera."""
@@ -70,7 +68,6 @@ class VideoFile:
         self.height = int(probe.get(cv2.CAP_PROP_FRAME_HEIGHT))
         probe.release()
         self.stride = max(1, stride)
-        self.live = False
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         cap = cv2.VideoCapture(str(self.path))
@@ -107,7 +104,6 @@ class Camera:
             self.cap.release()
             raise SourceError(f"camera {device} opened but gave no frame")
         self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
-        self.live = True
         self.dropped = 0
         self._frame: np.ndarray | None = frame
         self._seq = 0

@@ -4,7 +4,7 @@ cheap optical-flow box shift for the frames between detections."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -29,7 +29,6 @@ class _Track:
     last_seen: float
     scores: np.ndarray | None = None
     last_scored: float = 0.0
-    hits: int = field(default=1)
 
 
 class Tracker:
@@ -67,7 +66,7 @@ class Tracker:
                 self.tracks[track.id] = track
                 self._next_id += 1
             else:
-                track.box, track.last_seen, track.hits = face.box, time, track.hits + 1
+                track.box, track.last_seen = face.box, time
             face.track_id = track.id
             if face.scores:
                 self._smooth(track, face, time)

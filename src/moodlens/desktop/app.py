@@ -96,7 +96,8 @@ def binding_problem() -> str | None:
     return None
 
 
-def main(source: str | None = None, model: str | None = None, detector: str | None = None) -> int:
+def main(source: str | None = None, model: str | None = None, detector: str | None = None,
+         detect_every: int = 3) -> int:
     """Open the MoodLens window; returns the exit code.
 
     Args:
@@ -104,6 +105,7 @@ def main(source: str | None = None, model: str | None = None, detector: str | No
             no camera, a prompt for a video file.
         model: a MoodLens ONNX emotion model (None: the shipped one).
         detector: a face detector backend name (None: the default).
+        detect_every: run the face detector every this many frames (optical flow in between).
     """
     problem = binding_problem() or display_problem()
     if problem:
@@ -126,7 +128,7 @@ def main(source: str | None = None, model: str | None = None, detector: str | No
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("MoodLens")
-    window = MainWindow(recognizer)
+    window = MainWindow(recognizer, detect_every=detect_every)
     window.show()
     if opened is not None:
         window.open_source(opened)

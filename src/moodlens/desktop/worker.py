@@ -145,7 +145,6 @@ class RecognitionWorker(QThread):
         self._paused = False
         self._stopping = False
         self.dropped = 0
-        self.processed = 0
 
     # Called from the GUI thread.
     @property
@@ -234,7 +233,6 @@ class RecognitionWorker(QThread):
             while recent and now - recent[0] > 1.0 and len(recent) > 2:
                 recent.popleft()
             fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
-            self.processed += 1
             dropped = self.dropped + (source.dropped if live else 0)
             self.shot.emit(Shot(frame, annotated, to_qimage(annotated), fps, dropped))
         return "the camera stopped sending frames" if live else "end of video"
