@@ -558,6 +558,21 @@ def test_sessions_list_export_and_delete(client):
     assert client.get("/api/sessions/abc", headers=AUTH).status_code == 422
 
 
+@pytest.mark.parametrize("method, path", [
+    ("get", "/api/sessions/99999999999999999999"), ("get", "/api/sessions/9223372036854775808"),
+    ("post", "/api/sessions/99999999999999999999/end"), ("delete", "/api/sessions/99999999999999999999"),
+    ("get", "/api/sessions/99999999999999999999/export"), ("get", "/api/sessions/-1"),
+    ("patch", "/api/participants/99999999999999999999")])
+def test_ids_beyond_the_database_integers_are_refused_with_json(client, method, path):
+    r = client.request(method, path, headers=AUTH, json={"name": "x"} if method == "patch" else None)
+    assert r.status_code in (404, 422) and "error" in r.json()
+
+
+def test_the_largest_database_id_is_just_not_found(client):
+    assert client.get(f"/api/sessions/{2**63 - 1}", headers=AUTH).status_code == 404
+    assert client.patch(f"/api/participants/{2**63 - 1}", json={"name": "x"}, headers=AUTH).status_code == 404
+
+
 # --- persistence -----------------------------------------------------------------------------
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile, WebSocket
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -50,6 +51,9 @@ PRIVACY = ("MoodLens keeps only numbers: for each participant and each second, t
            "uploaded video is deleted as soon as it has been analysed.")
 # WebSocket close codes (4000-4999 are the application's own)
 CLOSE_UNAUTHORISED, CLOSE_ENDED, CLOSE_NOT_FOUND = 4401, 4000, 4404
+# A row id in a URL: bounded to what the database's 64-bit integers hold, so a huge number is
+# a 422, never an overflow inside the database driver.
+RowId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 
 
 def default_recognizer() -> Recognizer:
@@ -348,7 +352,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         return {"session": session.to_dict()}
 
     @app.get("/api/sessions/{session_id}")
-    async def get_session(request: Request, session_id: int) -> dict:
+    async def get_session(request: Request, session_id: RowId) -> dict:
         teacher(request)
         session = await run_in_threadpool(session_or_404, session_id)
         live = ml.live_session(session)
@@ -357,14 +361,14 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         return await run_in_threadpool(review, ml.store, session)
 
     @app.post("/api/sessions/{session_id}/end")
-    async def end_session(request: Request, session_id: int) -> dict:
+    async def end_session(request: Request, session_id: RowId) -> dict:
         teacher(request)
         await run_in_threadpool(session_or_404, session_id)
         await ml.end(session_id)
         return {"session": ml.store.get_session(session_id).to_dict()}
 
     @app.delete("/api/sessions/{session_id}")
-    async def delete_session(request: Request, session_id: int) -> dict:
+    async def delete_session(request: Request, session_id: RowId) -> dict:
         teacher(request)
         await run_in_threadpool(session_or_404, session_id)
         await ml.end(session_id)
@@ -373,7 +377,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         return {"deleted": session_id}
 
     @app.get("/api/sessions/{session_id}/export")
-    async def export(request: Request, session_id: int, format: str = "csv") -> Response:
+    async def export(request: Request, session_id: RowId, format: str = "csv") -> Response:
         teacher(request)
         if format not in ("csv", "json"):
             raise HTTPException(400, "format must be csv or json")
@@ -390,7 +394,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         return Response(data, media_type="text/csv", headers=headers)
 
     @app.patch("/api/participants/{participant_id}")
-    async def rename(request: Request, participant_id: int) -> dict:
+    async def rename(request: Request, participant_id: RowId) -> dict:
         teacher(request)
         name = str((await _json(request)).get("name") or "").strip()[:60]
         if not name:
@@ -485,7 +489,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         return live
 
     @app.websocket("/ws/sessions/{session_id}/gallery")
-    async def ws_gallery(ws: WebSocket, session_id: int) -> None:
+    async def ws_gallery(ws: WebSocket, session_id: RowId) -> None:
         """The teacher's screen capture of the meeting's gallery: a participant per tile."""
         live = await accept_teacher(ws, session_id)
         if live is None:
@@ -510,7 +514,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         await _attend(ws, ml, live, lambda: [live.participants[pid] for pid in gallery.tiles], process)
 
     @app.websocket("/ws/sessions/{session_id}/dashboard")
-    async def ws_dashboard(ws: WebSocket, session_id: int) -> None:
+    async def ws_dashboard(ws: WebSocket, session_id: RowId) -> None:
         """A snapshot of the live session every second until it ends."""
         live = await accept_teacher(ws, session_id)
         if live is None:
