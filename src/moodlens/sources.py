@@ -55,18 +55,17 @@ class VideoFile:
         self.path = Path(path)
         if not self.path.is_file():
             raise SourceError(f"{self.path}: no such file")
-        cap = cv2.VideoCapture(str(self.path))
-        ok, _ = cap.read() if cap.isOpened() else (False, None)
-        cap.release()
-        if not ok:
-            raise SourceError(f"{self.path}: not a readable video")
         probe = cv2.VideoCapture(str(self.path))
-        fps = probe.get(cv2.CAP_PROP_FPS)
-        self.fps = fps if fps and 0 < fps < 1000 else 25.0
-        self.frame_count = max(int(probe.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
-        self.width = int(probe.get(cv2.CAP_PROP_FRAME_WIDTH))
-        self.height = int(probe.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        probe.release()
+        try:
+            if not (probe.isOpened() and probe.grab()):
+                raise SourceError(f"{self.path}: not a readable video")
+            fps = probe.get(cv2.CAP_PROP_FPS)
+            self.fps = fps if fps and 0 < fps < 1000 else 25.0
+            self.frame_count = max(int(probe.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+            self.width = int(probe.get(cv2.CAP_PROP_FRAME_WIDTH))
+            self.height = int(probe.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        finally:
+            probe.release()
         self.stride = max(1, stride)
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:

@@ -12,14 +12,18 @@ import numpy as np
 from moodlens.faces import Face
 
 
-def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` (N, 4) with every box in ``b`` (M, 4), boxes as x, y, w, h."""
+    a, b = a[:, None, :].astype(float), b[None, :, :].astype(float)
+    ix = np.clip(np.minimum(a[..., 0] + a[..., 2], b[..., 0] + b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    iy = np.clip(np.minimum(a[..., 1] + a[..., 3], b[..., 1] + b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
+    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    return float(iou_matrix(np.array([a]), np.array([b]))[0, 0])
 
 
 @dataclass
@@ -49,16 +53,19 @@ class Tracker:
     def update(self, faces: list[Face], time: float) -> list[Face]:
         """Assign ``track_id`` to each face and replace its ``scores`` by the smoothed ones."""
         self.tracks = {k: t for k, t in self.tracks.items() if time - t.last_seen <= self.max_age_s}
-        pairs = sorted(((iou(f.box, t.box), i, t.id) for i, f in enumerate(faces) for t in self.tracks.values()),
-                       reverse=True)
         assigned: dict[int, int] = {}
-        used: set[int] = set()
-        for overlap, i, tid in pairs:
-            if overlap < self.iou_threshold:
-                break
-            if i not in assigned and tid not in used:
-                assigned[i] = tid
-                used.add(tid)
+        if faces and self.tracks:
+            ids = list(self.tracks)
+            overlap = iou_matrix(np.array([f.box for f in faces]), np.array([self.tracks[k].box for k in ids]))
+            # Greedy: best-overlapping pairs first, each face and each track used once.
+            used: set[int] = set()
+            for flat in np.argsort(-overlap, axis=None):
+                i, j = divmod(int(flat), len(ids))
+                if overlap[i, j] < self.iou_threshold:
+                    break
+                if i not in assigned and ids[j] not in used:
+                    assigned[i] = ids[j]
+                    used.add(ids[j])
         for i, face in enumerate(faces):
             track = self.tracks.get(assigned.get(i, -1))
             if track is None:
