@@ -25,7 +25,6 @@ def qcolor(emotion: str | None) -> QColor:
     return QColor(r, g, b)
 
 
-
 def _panel_painter(widget: QWidget) -> QPainter:
     """A painter over the widget's dark background with the panels' small font."""
     p = QPainter(widget)
@@ -34,6 +33,7 @@ def _panel_painter(widget: QWidget) -> QPainter:
     font.setPointSizeF(8.5)
     p.setFont(font)
     return p
+
 
 class VideoView(QWidget):
     """The newest annotated frame, scaled to fit with its aspect ratio kept. Setting a frame
