@@ -214,6 +214,24 @@ def test_analyze_refuses_bad_images_with_json(client, name, data, status):
     assert client.get(f"/api/sessions/{session['id']}", headers=AUTH).status_code == 200  # nothing lost
 
 
+def test_analyze_decodes_on_a_worker_thread(client, monkeypatch):
+    import moodlens.web.server as server
+
+    threads = []
+    real = server.read_upload_image
+
+    def spy(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server, "read_upload_image", spy)
+    r = client.post("/api/analyze", files={"file": ("a.jpg", jpeg(), "image/jpeg")}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert len(threads) == 1 and threads[0].startswith("moodlens-recognize")
+    r = client.post("/api/analyze", files={"file": ("a.png", png_header(10, 10), "image/png")}, headers=AUTH)
+    assert r.status_code == 400 and "error" in r.json()  # refusals raised on the worker still answer JSON
+
+
 def test_analyze_refuses_oversized_uploads(db, recognizer):
     limits = Limits(image_bytes=20_000)
     with TestClient(create_app(db, recognizer, TOKEN, limits=limits)) as c:

@@ -304,8 +304,11 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     async def analyze(request: Request, file: Annotated[UploadFile, File()]) -> dict:
         teacher(request)
         data = await file.read(ml.limits.image_bytes + 1)
-        image = read_upload_image(data, ml.limits)
-        frame = await asyncio.get_running_loop().run_in_executor(ml.pool, ml.recognizer.analyze_frame, image)
+
+        def decode_and_analyze():  # decoding up to 40 MP is slow too: keep it off the event loop
+            return ml.recognizer.analyze_frame(read_upload_image(data, ml.limits))
+
+        frame = await asyncio.get_running_loop().run_in_executor(ml.pool, decode_and_analyze)
         return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape),
                 "timings": {k: round(v, 1) for k, v in frame.timings.items()}}
 
