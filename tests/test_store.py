@@ -118,6 +118,18 @@ def test_database_url_refuses_other_schemes():
         database_url("mysql://u@db/m")
 
 
+@pytest.mark.parametrize("url", ["sqlite:////nonexistent/dir/x.db", "mysql://u:secret@db/m", "not a url",
+                                 "nosuchdb://x/y"])
+def test_an_unusable_database_is_a_one_line_store_error(url):
+    from moodlens.errors import MoodLensError
+
+    with pytest.raises(StoreError) as caught:
+        Store(url)
+    assert isinstance(caught.value, MoodLensError)  # the CLI reports it as one line
+    message = str(caught.value)
+    assert message and "\n" not in message and "secret" not in message
+
+
 def test_fresh_database_is_migrated_and_reopening_changes_nothing(db_url):
     s = Store(db_url)
     assert s.version == MIGRATIONS[-1].version

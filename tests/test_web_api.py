@@ -164,6 +164,21 @@ def test_login_never_redirects_off_site(client, target):
     assert r.headers["location"] == "/"
 
 
+def test_serve_with_an_unusable_database_is_a_one_line_error(monkeypatch, capsys):
+    import uvicorn
+
+    from moodlens.cli import main
+
+    def no_server(*args, **kwargs):
+        raise AssertionError("a server was started")
+
+    monkeypatch.setattr(uvicorn, "run", no_server)
+    monkeypatch.setattr("moodlens.web.server.default_recognizer", no_server)  # the store must fail first
+    assert main(["serve", "--db", "sqlite:////nonexistent/dir/x.db"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("moodlens: error:") and err.count("\n") == 1, err
+
+
 def test_generated_token_is_kept_in_the_database(db, recognizer, monkeypatch, capsys):
     monkeypatch.delenv("MOODLENS_TOKEN", raising=False)
     with TestClient(create_app(db, recognizer)):

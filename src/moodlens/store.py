@@ -31,14 +31,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from moodlens.aggregate import SecondRecord
+from moodlens.errors import MoodLensError
 
 # Join codes: no 0/O, 1/I/L, so a code read aloud or off a slide is typed right.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 6
 
 
-class StoreError(ValueError):
-    """A database that cannot be used: unknown URL scheme, or a schema newer than this code."""
+class StoreError(MoodLensError):
+    """A database that cannot be used: unknown URL scheme, a file or server that cannot be
+    opened, or a schema newer than this code."""
 
 
 # --- schema ----------------------------------------------------------------------------------
@@ -238,13 +240,19 @@ class Store:
 
     def __init__(self, url: str, migrations: Iterable[Migration] = MIGRATIONS):
         self.url = url
-        self.engine = create_engine(url)
         try:
+            self.engine = create_engine(url)
+        except (sa.exc.ArgumentError, ImportError, ValueError) as exc:  # a bad URL, an unknown or missing driver
+            raise StoreError(f"cannot use the database {_shown(url)}: {_one_line(exc)}") from None
+        try:
+            self._upsert = self._upsert_for(self.engine.dialect.name)  # before anything is written
             self.version = migrate(self.engine, migrations)
+        except sa.exc.DBAPIError as exc:  # a file that cannot be opened, a server that cannot be reached
+            self.engine.dispose()
+            raise StoreError(f"cannot open the database {_shown(url)}: {_one_line(exc)}") from None
         except Exception:
             self.engine.dispose()
             raise
-        self._upsert = self._upsert_for(self.engine.dialect.name)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -400,6 +408,20 @@ class Store:
             index_elements=[seconds.c.participant_id, seconds.c.second],
             set_={k: stmt.excluded[k] for k in ("emotion", "frames", "scores")},
             where=seconds.c.frames < stmt.excluded.frames)
+
+
+def _shown(url: str) -> str:
+    """A database URL for messages, without its password."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("://")[0] + "://..." if "://" in url else repr(url)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error (of the driver's own error for SQLAlchemy's wrapped ones)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _session(row) -> Session:
