@@ -323,6 +323,23 @@ def test_video_upload_runs_in_the_background_with_progress(client, tmp_path, rec
     assert not list(tmp_path.glob("moodlens-*")), "the uploaded video must be deleted"
 
 
+def test_stopping_the_server_deletes_videos_still_waiting(db, recognizer, tmp_path):
+    video = make_video(tmp_path / "lesson.avi", seconds=1.0).read_bytes()
+    with TestClient(create_app(db, recognizer, TOKEN)) as c:
+        ml = c.app.state.moodlens
+        ml.video_pool.submit(ml.videos._stop.wait, 30)  # keeps the one video worker busy until shutdown
+        ids = []
+        for _ in range(2):
+            r = c.post("/api/videos", files={"file": ("lesson.avi", video, "video/x-msvideo")}, headers=AUTH)
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["job"]["id"])
+        jobs = [ml.videos.get(i) for i in ids]
+        assert all(j.status == "queued" and j.path.exists() for j in jobs)
+    for job in jobs:
+        assert job.status == "error" and "stopped" in job.error
+        assert not job.path.exists(), "a queued upload must be deleted when the server stops"
+
+
 @pytest.mark.parametrize("name, data, status", [
     ("photo.jpg", None, 415),
     ("broken.avi", b"RIFF\x00\x00\x00\x00AVI LIST" + b"\x00" * 2000, 400),

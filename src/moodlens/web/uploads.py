@@ -13,7 +13,7 @@ import struct
 import threading
 import time
 import uuid
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,6 +167,8 @@ class VideoJob:
     duration: float = 0.0
     frames: list[dict] = field(default_factory=list)
     created: float = field(default_factory=time.time)
+    path: Path | None = field(default=None, repr=False)  # the uploaded file, deleted once the job ends
+    future: Future | None = field(default=None, repr=False)
 
     def to_dict(self, frames: bool = False) -> dict:
         out = {"id": self.id, "name": self.name, "status": self.status, "progress": round(self.progress, 3),
@@ -214,22 +216,33 @@ class VideoJobs:
             path.unlink(missing_ok=True)
             raise UploadError(413, f"video longer than {self.limits.video_seconds / 60:.0f} minutes")
         video.stride = max(1, round(video.fps / self.limits.video_fps))
-        job = VideoJob(uuid.uuid4().hex[:12], name, fps=video.fps / video.stride, duration=duration)
+        job = VideoJob(uuid.uuid4().hex[:12], name, fps=video.fps / video.stride, duration=duration, path=path)
         with self._lock:
             self.jobs[job.id] = job
-        self.executor.submit(self._run, job, video, path)
+            job.future = self.executor.submit(self._run, job, video, path)
         return job
 
     def get(self, job_id: str) -> VideoJob | None:
         return self.jobs.get(job_id)
 
     def close(self) -> None:
+        """Stop: the running job ends at its next frame; queued jobs never start, and their
+        uploads are deleted here (their ``_run``, which would delete them, never runs)."""
         self._stop.set()
+        with self._lock:
+            jobs = list(self.jobs.values())
+        for job in jobs:
+            if job.future is not None and job.future.cancel():
+                job.status, job.error = "error", "the server stopped before the video was analysed"
+                if job.path is not None:
+                    job.path.unlink(missing_ok=True)
 
     def _run(self, job: VideoJob, video: VideoFile, path: Path) -> None:
         job.status = "running"
         r = self.recognizer
         try:
+            if self._stop.is_set():
+                raise RuntimeError("the server stopped before the video was analysed")
             session = self.store.create_session(job.name, r.classes, kind="video")
             job.session_id = session.id
             timeline = Timeline(r.classes)
