@@ -593,6 +593,57 @@ def test_renaming_a_participant_that_does_not_exist_is_404_and_students_see_thei
     client.cookies.clear()
 
 
+def test_two_gallery_sockets_share_the_tiles_one_frame_at_a_time(db, recognizer, clock, monkeypatch):
+    from moodlens.web.live import GalleryTiles
+
+    active, most = [0], [0]
+    lock = threading.Lock()
+    assign = GalleryTiles.assign
+
+    def watched(self, *args, **kwargs):  # how many frames are in the shared tiles at once
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.02)
+        try:
+            return assign(self, *args, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(GalleryTiles, "assign", watched)
+    frame = cv2.imencode(".jpg", make_gallery(shared_participants(MEDIA), 2, 2, (640, 360), seed=1)[0])[1].tobytes()
+    with TestClient(create_app(db, recognizer, TOKEN, clock=clock, workers=2)) as c:
+        session = new_session(c)
+        url = f"/ws/sessions/{session['id']}/gallery"
+
+        def tiles() -> list[dict]:
+            snap = c.get(f"/api/sessions/{session['id']}", headers=AUTH).json()
+            return [p for p in snap["participants"] if p["source"] == "tile"]
+
+        with c.websocket_connect(url, headers=AUTH) as b:
+            with c.websocket_connect(url, headers=AUTH) as a:  # two tabs: both connected before any tile
+                errors = []
+
+                def share(ws):
+                    try:
+                        for _ in range(6):
+                            ws.send_bytes(frame)
+                            assert "error" not in ws.receive_json()
+                    except Exception as exc:  # noqa: BLE001  (reported below)
+                        errors.append(exc)
+
+                threads = [threading.Thread(target=share, args=(ws,)) for ws in (a, b)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(60)
+                assert not errors, errors
+            assert most[0] == 1  # never two frames in the shared stream and tiles at once
+            assert tiles() and all(t["connected"] for t in tiles())  # the other tab still shares
+        assert all(not t["connected"] and t["status"] == "offline" for t in tiles())
+
+
 def test_sessions_list_export_and_delete(client):
     a, b = new_session(client, "first"), new_session(client, "second")
     listed = client.get("/api/sessions", headers=AUTH).json()["sessions"]

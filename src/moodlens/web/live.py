@@ -280,6 +280,12 @@ class GalleryTiles:
         self.create, self.reach = create, reach
         self.tiles: dict[int, tuple[float, float, float]] = {}  # participant id -> (cx, cy, size)
         self.by_track: dict[int, int] = {}  # tracker id -> participant id
+        # Two sockets can share one gallery (two teacher tabs, a reconnect that overlaps the old
+        # socket), each with frames on its own worker thread: ``lock`` is held around
+        # ``stream.push`` + ``assign`` and around anything that reads ``tiles`` or counts
+        # connections; ``sockets`` is the number of gallery sockets now connected.
+        self.lock = threading.Lock()
+        self.sockets = 0
 
     def assign(self, faces: list[Face], shape: tuple[int, int]) -> dict[int, Face | None]:
         """Participant id -> its face in this frame (None for known tiles without a face)."""

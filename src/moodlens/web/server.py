@@ -477,7 +477,10 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
             ml.record(live, me.observe(_main_face(frame.faces), t))
             return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape)}
 
-        await _attend(ws, ml, live, lambda: [me], process)
+        def connect() -> None:
+            me.connections += 1
+
+        await _attend(ws, ml, live, connect, lambda: _disconnected([me]), process)
 
     async def accept_teacher(ws: WebSocket, session_id: int) -> LiveSession | None:
         """Accept a teacher's socket on a live session; close it (and return None) otherwise."""
@@ -498,23 +501,37 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         if live is None:
             return
         if live.gallery is None:
-            def new_tile(n: int):
+            def new_tile(n: int):  # called inside gallery.assign, so with gallery.lock held
                 tile = live.add(ml.store.add_participant(session_id, f"Tile {n}", "tile", joined_at=ml.clock()))
-                tile.connections += 1  # connected while this share lasts
+                tile.connections += live.gallery.sockets  # connected while the share(s) last
                 return tile
             live.gallery = GalleryTiles(ml.recognizer, new_tile)
         gallery = live.gallery
 
         def process(data: bytes, t: float) -> dict:
-            frame = gallery.stream.push(read_upload_image(data, ml.limits, ml.limits.frame_bytes), t)
+            image = read_upload_image(data, ml.limits, ml.limits.frame_bytes)
+            with gallery.lock:  # one frame at a time through the shared stream and tiles
+                frame = gallery.stream.push(image, t)
+                assigned = gallery.assign(frame.faces, frame.shape)
             faces = []
-            for pid, face in gallery.assign(frame.faces, frame.shape).items():
+            for pid, face in assigned.items():
                 ml.record(live, live.participants[pid].observe(face, t))
                 if face is not None:
                     faces.append({**face.to_dict(), "participant": pid})
             return {"faces": faces, "shape": list(frame.shape)}
 
-        await _attend(ws, ml, live, lambda: [live.participants[pid] for pid in gallery.tiles], process)
+        def connect() -> None:
+            with gallery.lock:
+                gallery.sockets += 1
+                for pid in gallery.tiles:
+                    live.participants[pid].connections += 1
+
+        def disconnect() -> list:
+            with gallery.lock:
+                gallery.sockets -= 1
+                return _disconnected([live.participants[pid] for pid in gallery.tiles])
+
+        await _attend(ws, ml, live, connect, disconnect, process, blocking=True)
 
     @app.websocket("/ws/sessions/{session_id}/dashboard")
     async def ws_dashboard(ws: WebSocket, session_id: RowId) -> None:
@@ -542,21 +559,35 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     return app
 
 
-async def _attend(ws: WebSocket, ml: MoodLens, live: LiveSession, people: Callable[[], list],
-                  process: Callable[[bytes, float], dict]) -> None:
-    """Run a session connection: its participants (``people()``; a gallery's grow while it runs)
-    count as connected while it lasts, and their open second is stored when it ends."""
+def _disconnected(people: list) -> list:
+    """Count one connection less for each of ``people``; those left with none."""
+    gone = []
+    for p in people:
+        p.connections = max(0, p.connections - 1)
+        if p.connections == 0:
+            gone.append(p)
+    return gone
+
+
+async def _attend(ws: WebSocket, ml: MoodLens, live: LiveSession, connect: Callable[[], None],
+                  disconnect: Callable[[], list], process: Callable[[bytes, float], dict],
+                  blocking: bool = False) -> None:
+    """Run a session connection: ``connect()`` counts its participants (a gallery's grow while it
+    runs) as connected, ``disconnect()`` counts them off again and returns those left with no
+    connection, whose open second is then stored. ``blocking``: the two take a lock that a worker
+    may hold for a frame, so they run on a worker thread, not the event loop."""
     ml.sockets.setdefault(live.info.id, set()).add(ws)
-    for p in people():
-        p.connections += 1
     try:
+        if blocking:
+            await run_in_threadpool(connect)  # a cancel waits for the thread: connect has run
+        else:
+            connect()
         await run_frames(ws, ml, process, live.now)
     finally:
         ml.sockets.get(live.info.id, set()).discard(ws)
-        for p in people():
-            p.connections = max(0, p.connections - 1)
-            if p.connections == 0:
-                ml.record(live, p.flush())
+        gone = await run_in_threadpool(disconnect) if blocking else disconnect()
+        for p in gone:
+            ml.record(live, p.flush())
 
 
 async def _json(request: Request) -> dict:
