@@ -281,14 +281,21 @@ class GalleryTiles:
         self.tiles: dict[int, tuple[float, float, float]] = {}  # participant id -> (cx, cy, size)
         self.by_track: dict[int, int] = {}  # tracker id -> participant id
         # Two sockets can share one gallery (two teacher tabs, a reconnect that overlaps the old
-        # socket), each with frames on its own worker thread: ``lock`` is held around
-        # ``stream.push`` + ``assign`` and around anything that reads ``tiles`` or counts
-        # connections; ``sockets`` is the number of gallery sockets now connected.
+        # socket), each with frames on its own worker thread. ``lock`` is held around
+        # ``stream.push`` + ``assign`` (one frame at a time); ``tiles_lock``, taken by ``assign``
+        # and by whoever reads ``tiles`` or counts the tiles' connections, is held only briefly,
+        # so the event loop may take it. ``sockets``: gallery sockets now connected.
         self.lock = threading.Lock()
+        self.tiles_lock = threading.Lock()
         self.sockets = 0
 
     def assign(self, faces: list[Face], shape: tuple[int, int]) -> dict[int, Face | None]:
-        """Participant id -> its face in this frame (None for known tiles without a face)."""
+        """Participant id -> its face in this frame (None for known tiles without a face).
+        ``create`` is called with ``tiles_lock`` held."""
+        with self.tiles_lock:
+            return self._assign(faces, shape)
+
+    def _assign(self, faces: list[Face], shape: tuple[int, int]) -> dict[int, Face | None]:
         height, width = shape
         found: dict[int, Face | None] = {}
         unmatched = []

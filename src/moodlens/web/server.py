@@ -501,7 +501,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         if live is None:
             return
         if live.gallery is None:
-            def new_tile(n: int):  # called inside gallery.assign, so with gallery.lock held
+            def new_tile(n: int):  # called inside gallery.assign, so with gallery.tiles_lock held
                 tile = live.add(ml.store.add_participant(session_id, f"Tile {n}", "tile", joined_at=ml.clock()))
                 tile.connections += live.gallery.sockets  # connected while the share(s) last
                 return tile
@@ -521,17 +521,17 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
             return {"faces": faces, "shape": list(frame.shape)}
 
         def connect() -> None:
-            with gallery.lock:
+            with gallery.tiles_lock:
                 gallery.sockets += 1
                 for pid in gallery.tiles:
                     live.participants[pid].connections += 1
 
         def disconnect() -> list:
-            with gallery.lock:
+            with gallery.tiles_lock:
                 gallery.sockets -= 1
                 return _disconnected([live.participants[pid] for pid in gallery.tiles])
 
-        await _attend(ws, ml, live, connect, disconnect, process, blocking=True)
+        await _attend(ws, ml, live, connect, disconnect, process)
 
     @app.websocket("/ws/sessions/{session_id}/dashboard")
     async def ws_dashboard(ws: WebSocket, session_id: RowId) -> None:
@@ -570,23 +570,18 @@ def _disconnected(people: list) -> list:
 
 
 async def _attend(ws: WebSocket, ml: MoodLens, live: LiveSession, connect: Callable[[], None],
-                  disconnect: Callable[[], list], process: Callable[[bytes, float], dict],
-                  blocking: bool = False) -> None:
+                  disconnect: Callable[[], list], process: Callable[[bytes, float], dict]) -> None:
     """Run a session connection: ``connect()`` counts its participants (a gallery's grow while it
     runs) as connected, ``disconnect()`` counts them off again and returns those left with no
-    connection, whose open second is then stored. ``blocking``: the two take a lock that a worker
-    may hold for a frame, so they run on a worker thread, not the event loop."""
+    connection, whose open second is then stored. Both run on the event loop without awaiting,
+    so a cancelled connection still counts itself off."""
     ml.sockets.setdefault(live.info.id, set()).add(ws)
+    connect()
     try:
-        if blocking:
-            await run_in_threadpool(connect)  # a cancel waits for the thread: connect has run
-        else:
-            connect()
         await run_frames(ws, ml, process, live.now)
     finally:
         ml.sockets.get(live.info.id, set()).discard(ws)
-        gone = await run_in_threadpool(disconnect) if blocking else disconnect()
-        for p in gone:
+        for p in disconnect():
             ml.record(live, p.flush())
 
 
