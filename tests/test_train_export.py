@@ -108,3 +108,18 @@ def test_wrong_model_files_give_clear_errors(tmp_path):
 
     with pytest.raises(ModelError, match="not a MoodLens model"):
         EmotionModel(WEIGHTS_DIR / "centerface.onnx")
+
+
+@pytest.mark.parametrize("name, params_m, macs_m", [("moodnet_xs", 0.68, 59), ("moodnet_s", 1.21, 100)])
+def test_preset_sizes_match_their_docstrings(name, params_m, macs_m):
+    from moodlens.models import create_model
+
+    model = create_model(name).eval()
+    macs = []
+    hooks = [m.register_forward_hook(lambda mod, _i, out: macs.append(mod.weight.numel() * out.shape[2] * out.shape[3]))
+             for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    model(torch.zeros(1, 1, 48, 48))
+    for h in hooks:
+        h.remove()
+    assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(params_m, abs=0.02)
+    assert sum(macs) / 1e6 == pytest.approx(macs_m, rel=0.03)
