@@ -22,14 +22,13 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 
-from moodlens.aggregate import SecondRecord, Timeline, attention_flags
+from moodlens.aggregate import NO_FACE, SecondRecord, Timeline, attention_flags
 from moodlens.faces import Face, Frame
 from moodlens.recognizer import FaceStream, Recognizer
 from moodlens.store import Participant, Session, Store
 
 log = logging.getLogger("moodlens.web")
 
-NO_FACE = "no_face"
 OFFLINE = "offline"  # a student with the camera off, or a gallery tile when the share has ended
 
 

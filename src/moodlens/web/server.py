@@ -98,6 +98,11 @@ class MoodLens:
             live.count(records)
             self.recorder.put(live.info.id, records)
 
+    def flush_live(self, live: LiveSession) -> None:
+        """Store every participant's open (partial) second."""
+        for p in list(live.participants.values()):
+            self.record(live, p.flush())
+
     async def end(self, session_id: int) -> None:
         """Mark a session ended, close its connections and store its last seconds."""
         await run_in_threadpool(self.store.end_session, session_id, self.clock())
@@ -107,8 +112,7 @@ class MoodLens:
             live.ended = True
             for ws in list(self.sockets.pop(session_id, ())):
                 await _close(ws, CLOSE_ENDED, "the session has ended")
-            for p in list(live.participants.values()):
-                self.record(live, p.flush())
+            self.flush_live(live)
         await run_in_threadpool(self.recorder.flush)
 
     def close(self) -> None:
@@ -117,8 +121,7 @@ class MoodLens:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.video_pool.shutdown(wait=True, cancel_futures=True)
         for live in list(self.live.values()):
-            for p in list(live.participants.values()):
-                self.record(live, p.flush())
+            self.flush_live(live)
         self.recorder.close()
         self.store.close()
 
@@ -445,6 +448,10 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
                 "session": {"id": session.id, "title": session.title, "open": session.open} if session else None}
 
     # WebSockets
+    def decode_frame(data: bytes):
+        """A live frame from a socket message, within the live-frame size limit."""
+        return read_upload_image(data, ml.limits, ml.limits.frame_bytes)
+
     @app.websocket("/ws/live")
     async def ws_live(ws: WebSocket) -> None:
         """The teacher's own camera: faces back, nothing stored."""
@@ -454,7 +461,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         stream, start = ml.recognizer.open_stream(), time.monotonic()
 
         def process(data: bytes, t: float) -> dict:
-            frame = stream.push(read_upload_image(data, ml.limits, ml.limits.frame_bytes), t)
+            frame = stream.push(decode_frame(data), t)
             return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape)}
 
         await run_frames(ws, ml, process, lambda: time.monotonic() - start)
@@ -473,7 +480,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         stream = ml.recognizer.open_stream()
 
         def process(data: bytes, t: float) -> dict:
-            frame = stream.push(read_upload_image(data, ml.limits, ml.limits.frame_bytes), t)
+            frame = stream.push(decode_frame(data), t)
             ml.record(live, me.observe(_main_face(frame.faces), t))
             return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape)}
 
@@ -509,7 +516,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         gallery = live.gallery
 
         def process(data: bytes, t: float) -> dict:
-            image = read_upload_image(data, ml.limits, ml.limits.frame_bytes)
+            image = decode_frame(data)
             with gallery.lock:  # one frame at a time through the shared stream and tiles
                 frame = gallery.stream.push(image, t)
                 assigned = gallery.assign(frame.faces, frame.shape)
