@@ -59,9 +59,11 @@ class Recognizer:
 
     def classify(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
         """Fill scores and emotion of ``faces`` in place, all faces in one model batch."""
-        readable = [f for f in faces if min(f.box[2], f.box[3]) >= self.min_face]
+        readable = []
         for f in faces:
-            if min(f.box[2], f.box[3]) < self.min_face:
+            if min(f.box[2], f.box[3]) >= self.min_face:
+                readable.append(f)
+            else:
                 f.scores, f.emotion, f.status = {}, None, TOO_SMALL
         if readable:
             crops = crop_faces(image, readable, self.model.spec.input_size, self.crop_scale, self.crop_shift, self.align)
