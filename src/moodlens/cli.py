@@ -30,25 +30,29 @@ def cmd_train(args) -> int:
     _needs_train_extra()
     from moodlens.train import TrainConfig, train
 
-    cfg = TrainConfig(data=args.data, out=args.out, model=args.arch, classes=args.classes, ferplus=args.ferplus,
-                      ferplus_classes=args.ferplus_8,
+    if args.pretrained and not args.backbone:
+        raise MoodLensError("--pretrained needs --backbone: the architecture of the weights in the file")
+    cfg = TrainConfig(data=args.data, out=args.out, model=args.backbone or args.arch, classes=args.classes,
+                      ferplus=args.ferplus, ferplus_classes=args.ferplus_8, ferplus_weight=args.ferplus_weight,
+                      degrade=args.degrade, ema=args.ema, pretrained=args.pretrained, freeze_epochs=args.freeze_epochs,
+                      finetune_lr=args.finetune_lr,
                       train_split=args.train_split, val_split=args.val_split, epochs=args.epochs,
                       batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                       weight_decay=args.weight_decay, class_weights=args.class_weights,
                       patience=args.patience, limit=args.limit, seed=args.seed, device=args.device,
-                      bf16=not args.no_bf16, resume=args.resume)
+                      bf16=not args.no_bf16, threads=args.threads, resume=args.resume)
     report = train(cfg)
     print(f"best {cfg.val_split} accuracy {report['accuracy']:.4f} (epoch {report['epoch']}); run folder: {cfg.out}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from moodlens.evaluate import evaluate
+    from moodlens.evaluate import evaluate, format_extras
     from moodlens.metrics import format_report
 
     report = evaluate(args.data, args.split, args.model, tta=args.tta, ferplus=args.ferplus, plot=args.plot,
-                      progress=not args.json)
-    print(json.dumps(report) if args.json else format_report(report))
+                      corruptions=args.corruptions, progress=not args.json)
+    print(json.dumps(report) if args.json else "\n".join(filter(None, [format_report(report), format_extras(report)])))
     return 0
 
 
@@ -202,10 +206,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("data", help="training data")
     sp.add_argument("--out", default="runs/train", help="run folder (default: %(default)s)")
     sp.add_argument("--arch", default="moodnet_s", help="model preset: moodnet_xs, moodnet_s (default), moodnet_m")
+    sp.add_argument("--backbone", choices=["resnet18", "vgg16"],
+                    help="train a torchvision-layout backbone instead of --arch (for --pretrained)")
+    sp.add_argument("--pretrained", metavar="FILE",
+                    help="start --backbone from this local torchvision state dict (.pth; nothing is downloaded)")
+    sp.add_argument("--freeze-epochs", type=int, default=3,
+                    help="with --pretrained: epochs with the backbone frozen, only the new head learning (default: 3)")
+    sp.add_argument("--finetune-lr", type=float, default=0.1,
+                    help="with --pretrained: backbone learning rate as a fraction of --lr (default: 0.1)")
     sp.add_argument("--classes", help="comma-separated class subset, e.g. angry,happy,neutral,sad")
     sp.add_argument("--ferplus", help="FER+ vote file (fer2013new.csv): FER+ vote distributions as soft targets, "
                     "non-faces dropped")
     sp.add_argument("--ferplus-8", action="store_true", help="with --ferplus: the 8-class FER+ task (adds contempt)")
+    sp.add_argument("--ferplus-weight", type=float, default=1.0,
+                    help="with --ferplus: below 1, keep FER2013's labels and blend this much of the crowd's vote "
+                    "distribution into each target (default: %(default)s, votes only)")
+    sp.add_argument("--degrade", type=float, default=0.0,
+                    help="share of training faces given random webcam degradations: blur, noise, JPEG/WebP, "
+                    "downscaling, low light (default: %(default)s)")
+    sp.add_argument("--ema", type=float, default=0.0,
+                    help="keep an exponential moving average of the weights with this decay, e.g. 0.999, and "
+                    "evaluate/export it (default: off)")
     sp.add_argument("--train-split", default="Training", help="Usage value or sub-folder to train on")
     sp.add_argument("--val-split", default="PublicTest", help="Usage value or sub-folder for validation/early stop")
     sp.add_argument("--epochs", type=int, default=60)
@@ -220,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--device", default="auto", help="auto, cpu or cuda")
     sp.add_argument("--no-bf16", action="store_true", help="train in float32 (bf16 autocast is used where supported)")
+    sp.add_argument("--threads", type=int, help="CPU threads (default: all cores; 1 is faster on a machine busy "
+                    "with other work, where threads wait for each other)")
     sp.add_argument("--resume", help="continue from a last.pt checkpoint")
     sp.set_defaults(func=cmd_train)
 
@@ -228,7 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("data")
     sp.add_argument("--split", help="Usage value (default PublicTest) or sub-folder")
     sp.add_argument("--model", help="MoodLens ONNX model (default: the shipped one)")
-    sp.add_argument("--ferplus", help="score against FER+ majority labels from this vote file")
+    sp.add_argument("--ferplus", help="FER+ vote file (fer2013new.csv): also report agreement with the crowd on the "
+                    "faces where one class has a strict majority of the votes")
+    sp.add_argument("--corruptions", action="store_true",
+                    help="also re-score under fixed webcam degradations (blur, noise, JPEG, WebP, small, low light, "
+                    "rotation; docs/robustness.md) and report their mean")
     sp.add_argument("--tta", action="store_true", help="average each face with its mirror image")
     sp.add_argument("--plot", help="write the confusion matrix to this PNG")
     sp.add_argument("--json", action="store_true", help="print one JSON object")

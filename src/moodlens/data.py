@@ -101,6 +101,8 @@ def load_fer2013(
     classes: str | Iterable[str] | None = None,
     ferplus: str | Path | None = None,
     ferplus_classes: bool = False,
+    ferplus_weight: float = 1.0,
+    crowd_majority: bool = False,
 ) -> FaceSet:
     """Load the original FER2013 CSV (``emotion,pixels,Usage``; ``.csv`` or ``.csv.gz``).
 
@@ -113,6 +115,11 @@ def load_fer2013(
             FER+ marks as not-a-face or mostly unknown are dropped, labels become the FER+
             majority vote and ``soft`` holds the vote distributions.
         ferplus_classes: with ``ferplus``, use the 8-class FER+ task (adds contempt).
+        ferplus_weight: with ``ferplus``, below 1 the labels stay FER2013's own and ``soft``
+            blends the crowd's vote distribution (this weight) with the one-hot FER2013 label.
+        crowd_majority: with ``ferplus``, keep only the faces on which more than half of the
+            annotators (of all votes, "unknown" and "not a face" included) chose the same one of
+            the seven classes, labelled with that class.
 
     Raises:
         DataError: unreadable file, wrong header, a row with a bad label or pixel count.
@@ -155,19 +162,39 @@ def load_fer2013(
             raise DataError("the 8-class FER+ task needs the FER+ vote file (ferplus=...)")
         return _select_classes(images, labels, None, FER2013_CLASSES, classes)
 
-    votes, ok = _read_ferplus_votes(Path(ferplus), usages)
-    votes, ok = votes[lines], ok[lines]
+    if not 0.0 <= ferplus_weight <= 1.0:
+        raise DataError(f"the FER+ weight must be between 0 and 1, got {ferplus_weight}")
+    if ferplus_classes and ferplus_weight < 1.0:
+        raise DataError("blending FER+ votes with FER2013 labels needs the 7 FER2013 classes (no --ferplus-8)")
+    votes, ok, total = _read_ferplus_votes(Path(ferplus), usages)
+    votes, ok, total = votes[lines], ok[lines], total[lines]
+    if crowd_majority:
+        seven = votes[:, : len(FER2013_CLASSES)]
+        agreed = np.flatnonzero(ok & (seven.max(1) > total / 2))
+        return _select_classes(images[agreed], seven[agreed].argmax(1), None, FER2013_CLASSES, classes)
     universe = FERPLUS_CLASSES if ferplus_classes else FER2013_CLASSES
     votes = votes[:, : len(universe)]
     ok &= votes.sum(1) > 0
     soft = votes[ok] / votes[ok].sum(1, keepdims=True)
+    if ferplus_weight < 1.0:
+        onehot = np.eye(len(universe), dtype=np.float32)[labels[ok]]
+        soft = ferplus_weight * soft + (1.0 - ferplus_weight) * onehot
+        return _select_classes(images[ok], labels[ok], soft.astype(np.float32), universe, classes)
     return _select_classes(images[ok], soft.argmax(1), soft.astype(np.float32), universe, classes)
 
 
+def load_crowd_majority(path: str | Path, ferplus: str | Path, split: str = "PublicTest") -> FaceSet:
+    """The faces of ``split`` on which the FER+ crowd agrees (a strict majority of the 10
+    annotators chose one of the 7 FER2013 classes), labelled with the crowd's choice. Accuracy
+    on this set measures agreement with people rather than with FER2013's noisier labels."""
+    return load_fer2013(path, split, None, ferplus, crowd_majority=True)
+
+
 def _read_ferplus_votes(path: Path, usages: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Read FER+ votes as (rows, 8) in FERPLUS_CLASSES order, plus a mask of usable rows."""
+    """Read FER+ votes as (rows, 8) in FERPLUS_CLASSES order, a mask of usable rows and each
+    row's number of votes (unknown and not-a-face included)."""
     columns = list(FERPLUS_COLUMNS)
-    votes, ok = [], []
+    votes, ok, total = [], [], []
     for line, row in _rows(path, ("Usage", "Image name", *columns, "unknown", "NF")):
         i = len(votes)
         if i >= len(usages) or row["Usage"] != usages[i]:
@@ -178,11 +205,12 @@ def _read_ferplus_votes(path: Path, usages: list[str]) -> tuple[np.ndarray, np.n
         except (TypeError, ValueError):
             raise DataError(f"{path}, line {line}: vote counts must be numbers") from None
         votes.append([counts[c] for c in FERPLUS_CLASSES])
+        total.append(sum(counts.values()) + junk)
         # FER+ leaves the image name empty for non-faces; also drop faces most annotators could not read.
         ok.append(bool(row["Image name"].strip()) and junk < max(counts.values()))
     if len(votes) != len(usages):
         raise DataError(f"{path}: {len(votes)} rows, but the FER2013 CSV has {len(usages)}")
-    return np.array(votes, np.float32), np.array(ok)
+    return np.array(votes, np.float32), np.array(ok), np.array(total, np.float32)
 
 
 def load_image_folder(
@@ -226,6 +254,7 @@ def load_faces(
     classes: str | Iterable[str] | None = None,
     ferplus: str | Path | None = None,
     ferplus_classes: bool = False,
+    ferplus_weight: float = 1.0,
 ) -> FaceSet:
     """Load any supported dataset: a FER2013 CSV (``split`` = Usage) or an image folder
     (``split`` = a sub-folder such as ``train`` or ``test``, as in the Kaggle folder copy)."""
@@ -233,7 +262,7 @@ def load_faces(
     if path.is_dir():
         return load_image_folder(path / split if split else path, classes)
     if path.name.endswith((".csv", ".csv.gz")):
-        return load_fer2013(path, split, classes, ferplus, ferplus_classes)
+        return load_fer2013(path, split, classes, ferplus, ferplus_classes, ferplus_weight)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     raise DataError(f"{path}: expected a FER2013 .csv/.csv.gz file or a folder of class sub-folders")

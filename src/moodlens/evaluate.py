@@ -8,7 +8,8 @@ import numpy as np
 from tqdm import tqdm
 
 from moodlens.classify import EmotionModel
-from moodlens.data import DataError, load_faces
+from moodlens.data import DataError, FaceSet, load_crowd_majority, load_faces
+from moodlens.degrade import CORRUPTIONS, SEVERITIES, corrupt
 from moodlens.metrics import classification_report
 
 
@@ -29,30 +30,64 @@ def predict_all(model: EmotionModel, faces: np.ndarray, tta: bool = False, batch
 
 def evaluate(data: str | Path, split: str | None = None, model: str | Path | EmotionModel | None = None,
              tta: bool = False, ferplus: str | Path | None = None, plot: str | Path | None = None,
-             progress: bool = True) -> dict:
+             corruptions: bool = False, progress: bool = True) -> dict:
     """Accuracy, macro-F1, per-class scores, confusion matrix and calibration error.
 
     ``split`` is a FER2013 ``Usage`` (default ``PublicTest``) or a sub-folder of an image
-    folder. The data's labels are restricted to the model's classes. ``plot`` writes the
-    confusion matrix as PNG.
+    folder. The data's labels are restricted to the model's classes. ``ferplus`` (the FER+ vote
+    file) adds ``crowd``: accuracy on the faces whose crowd vote has a strict majority, against
+    that majority. ``corruptions`` adds ``corruptions``: accuracy under each fixed degradation of
+    :data:`moodlens.degrade.CORRUPTIONS`, their mean and the drop from clean accuracy. ``plot``
+    writes the confusion matrix as PNG.
     """
     model = model if isinstance(model, EmotionModel) else EmotionModel(model)
     data = Path(data)
     if split is None and not data.is_dir():
         split = "PublicTest"
-    faces = load_faces(data, split, None, ferplus, ferplus_classes="contempt" in model.classes)
-    # Score only the faces of classes the model knows, with labels in the model's numbering.
-    shared = [i for i, c in enumerate(faces.classes) if c in model.classes]
-    if not shared:
-        raise DataError(f"{data}: none of its classes ({', '.join(faces.classes)}) is one of the model's")
-    faces = faces.subset(np.isin(faces.labels, shared))
-    to_model = np.array([model.classes.index(c) if c in model.classes else -1 for c in faces.classes])
+    faces = load_faces(data, split)
+    faces, labels = _in_model_classes(faces, model, data)
     probs = predict_all(model, faces.images, tta, progress=progress)
-    report = classification_report(probs, to_model[faces.labels], model.classes)
+    report = classification_report(probs, labels, model.classes)
     report.update({"data": str(data), "split": split, "model": str(model.path), "tta": tta})
+    if ferplus:
+        crowd, crowd_labels = _in_model_classes(load_crowd_majority(data, ferplus, split), model, data)
+        hits = predict_all(model, crowd.images, tta, progress=progress).argmax(1) == crowd_labels
+        report["crowd"] = {"accuracy": float(hits.mean()), "n": int(len(hits)),
+                           "definition": "faces where more than half of the FER+ annotators chose one of the 7 classes"}
+    if corruptions:
+        scores = {}
+        for name in tqdm(CORRUPTIONS, desc="corruptions", disable=not progress, leave=False):
+            p = predict_all(model, corrupt(faces.images, name), tta, progress=False)
+            scores[name] = {"accuracy": float((p.argmax(1) == labels).mean()), "severity": SEVERITIES[name]}
+        mean = float(np.mean([s["accuracy"] for s in scores.values()]))
+        report["corruptions"] = {"per_corruption": scores, "mean_accuracy": mean, "drop": report["accuracy"] - mean}
     if plot:
         from moodlens.plots import plot_confusion
 
         plot_confusion(report["confusion"], model.classes, plot,
                        f"{data.name} {split or ''}: accuracy {report['accuracy']:.3f}")
     return report
+
+
+def _in_model_classes(faces: FaceSet, model: EmotionModel, data: Path) -> tuple[FaceSet, np.ndarray]:
+    """The faces of classes the model knows, and their labels in the model's numbering."""
+    shared = [i for i, c in enumerate(faces.classes) if c in model.classes]
+    if not shared:
+        raise DataError(f"{data}: none of its classes ({', '.join(faces.classes)}) is one of the model's")
+    faces = faces.subset(np.isin(faces.labels, shared))
+    to_model = np.array([model.classes.index(c) if c in model.classes else -1 for c in faces.classes])
+    return faces, to_model[faces.labels]
+
+
+def format_extras(report: dict) -> str:
+    """The crowd-agreement and corruption lines of a report, for the console."""
+    lines = []
+    if "crowd" in report:
+        c = report["crowd"]
+        lines.append(f"agreement with the FER+ crowd majority: {c['accuracy']:.4f} (n={c['n']})")
+    if "corruptions" in report:
+        c = report["corruptions"]
+        for name, s in c["per_corruption"].items():
+            lines.append(f"{name:<10} {s['accuracy']:.4f}  ({s['severity']})")
+        lines.append(f"mean under corruptions {c['mean_accuracy']:.4f}, {c['drop'] * 100:.1f} points below clean")
+    return "\n".join(lines)

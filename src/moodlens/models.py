@@ -89,3 +89,104 @@ def moodnet_xs(num_classes: int = 7, **kwargs) -> MoodNet:
 def moodnet_m(num_classes: int = 7, **kwargs) -> MoodNet:
     """Accuracy preset for a GPU: 11M parameters, two blocks per stage and four stages."""
     return MoodNet(64, (64, 128, 256, 512), (2, 2, 2, 2), num_classes, **kwargs)
+
+
+# Backbones in torchvision's layout, so a user's own torchvision state dict (e.g. ImageNet
+# weights they already have as a file) can start training: `moodlens train --backbone resnet18
+# --pretrained resnet18.pth`. Nothing is downloaded. Both take 48x48 grey faces: the pretrained
+# first convolution's colour filters are summed into one grey filter.
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet BasicBlock, with its parameter names."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))) + shortcut)
+
+
+class BackboneNet(nn.Module):
+    """``features`` hold the backbone's layers under torchvision's names (after the prefix in
+    :data:`BACKBONES`); ``head`` is new: pooling, dropout and a linear classifier."""
+
+    def __init__(self, features: nn.Module, width: int, num_classes: int, dropout: float = 0.3):
+        super().__init__()
+        self.features = features
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(width, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@register_model
+def resnet18(num_classes: int = 7, **kwargs) -> BackboneNet:
+    """torchvision's ResNet-18 layout on grey 48x48 input: 11M parameters, for --pretrained."""
+    from collections import OrderedDict
+
+    layers: OrderedDict[str, nn.Module] = OrderedDict(
+        conv1=nn.Conv2d(1, 64, 7, 2, 3, bias=False), bn1=nn.BatchNorm2d(64), relu=nn.ReLU(inplace=True),
+        maxpool=nn.MaxPool2d(3, 2, 1))
+    cin = 64
+    for i, width in enumerate((64, 128, 256, 512), 1):
+        layers[f"layer{i}"] = nn.Sequential(BasicBlock(cin, width, 1 if i == 1 else 2), BasicBlock(width, width, 1))
+        cin = width
+    return BackboneNet(nn.Sequential(layers), 512, num_classes, **kwargs)
+
+
+@register_model
+def vgg16(num_classes: int = 7, **kwargs) -> BackboneNet:
+    """torchvision's VGG-16 convolutional layers (``features.N``) on grey 48x48 input, for --pretrained."""
+    layers: list[nn.Module] = []
+    cin = 1
+    for v in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"):
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(cin, int(v), 3, padding=1), nn.ReLU(inplace=True)]
+            cin = int(v)
+    return BackboneNet(nn.Sequential(*layers), 512, num_classes, **kwargs)
+
+
+# backbone name -> (prefix of its layers in a torchvision state dict, name of the first convolution's weight)
+BACKBONES: dict[str, tuple[str, str]] = {"resnet18": ("", "conv1.weight"), "vgg16": ("features.", "features.0.weight")}
+
+
+def load_backbone(model: BackboneNet, name: str, path: str) -> int:
+    """Copy a torchvision state dict's backbone weights into ``model.features``; the classifier
+    in the file is ignored. Returns the number of tensors loaded.
+
+    Raises:
+        ValueError: an unknown backbone, or a file that is not that backbone's state dict.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"no pretrained loading for {name!r}; backbones: {', '.join(BACKBONES)}")
+    prefix, first_conv = BACKBONES[name]
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and runtime errors for files that are not state dicts
+        raise ValueError(f"{path}: not a PyTorch state dict ({type(e).__name__})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a PyTorch state dict")
+    wanted = model.features.state_dict()
+    loaded = {}
+    for key, target in wanted.items():
+        source = state.get(prefix + key)
+        if source is None:
+            raise ValueError(f"{path}: not a torchvision {name} state dict (no {prefix + key!r})")
+        if prefix + key == first_conv and source.shape[1] == 3 and target.shape[1] == 1:
+            source = source.sum(1, keepdim=True)  # colour filters -> one grey filter
+        if source.shape != target.shape:
+            raise ValueError(f"{path}: {prefix + key} has shape {tuple(source.shape)}, {name} needs {tuple(target.shape)}")
+        loaded[key] = source
+    model.features.load_state_dict(loaded)
+    return len(loaded)

@@ -1,0 +1,171 @@
+"""Model v2 training paths: webcam degradations, FER+ blended targets, the crowd-agreement set,
+EMA, the corruption benchmark and transfer learning from a local torchvision state dict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import FER_CSV, FERPLUS_CSV, write_csv
+from moodlens.cli import main
+from moodlens.data import DataError, load_crowd_majority, load_fer2013
+from moodlens.degrade import CORRUPTIONS, corrupt, random_degrade
+from moodlens.errors import MoodLensError
+
+torch = pytest.importorskip("torch")  # the `train` extra
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return load_fer2013(FER_CSV, "PublicTest").images[:64]
+
+
+def high_frequency(images: np.ndarray) -> float:
+    return float(np.abs(np.diff(images.astype(np.float32), axis=2)).mean())
+
+
+def test_each_corruption_changes_faces_reproducibly(faces):
+    for name in CORRUPTIONS:
+        once, again = corrupt(faces, name, seed=3), corrupt(faces, name, seed=3)
+        assert once.shape == faces.shape and once.dtype == np.uint8, name
+        np.testing.assert_array_equal(once, again)
+        assert np.abs(once.astype(int) - faces).mean() > 1.0, name
+    # Blur and downscaling remove detail; noise adds it; low light darkens.
+    assert high_frequency(corrupt(faces, "blur")) < 0.6 * high_frequency(faces)
+    assert high_frequency(corrupt(faces, "small")) < 0.8 * high_frequency(faces)
+    assert high_frequency(corrupt(faces, "noise")) > 1.3 * high_frequency(faces)
+    assert corrupt(faces, "low_light").mean() < 0.6 * faces.mean()
+    with pytest.raises(ValueError, match="unknown corruption 'fog'"):
+        corrupt(faces, "fog")
+
+
+def test_random_degrade_touches_about_the_asked_share(faces):
+    rng = np.random.default_rng(0)
+    many = np.concatenate([faces] * 8)
+    out = random_degrade(many, rng, p=0.5)
+    changed = (out != many).any(axis=(1, 2)).mean()
+    assert 0.35 < changed < 0.65
+    assert (random_degrade(many, rng, p=0.0) == many).all()
+
+
+def test_blended_targets_keep_fer2013_labels_and_mix_in_the_votes():
+    plain = load_fer2013(FER_CSV, "PublicTest")
+    votes_only = load_fer2013(FER_CSV, "PublicTest", ferplus=FERPLUS_CSV)
+    blended = load_fer2013(FER_CSV, "PublicTest", ferplus=FERPLUS_CSV, ferplus_weight=0.5)
+    assert len(blended) == len(votes_only) < len(plain)  # FER+ non-faces dropped either way
+    np.testing.assert_allclose(blended.soft.sum(1), 1.0, atol=1e-5)
+    onehot = np.eye(7)[blended.labels]
+    np.testing.assert_allclose(blended.soft, 0.5 * votes_only.soft + 0.5 * onehot, atol=1e-5)
+    # Labels are FER2013's own where the crowd disagrees with them.
+    assert (blended.labels != votes_only.labels).mean() > 0.2
+    with pytest.raises(DataError, match="between 0 and 1"):
+        load_fer2013(FER_CSV, "PublicTest", ferplus=FERPLUS_CSV, ferplus_weight=1.5)
+
+
+def test_crowd_majority_set_is_faces_most_annotators_agree_on():
+    crowd = load_crowd_majority(FER_CSV, FERPLUS_CSV, "PublicTest")
+    plain = load_fer2013(FER_CSV, "PublicTest")
+    assert 2000 < len(crowd) < len(plain)
+    assert crowd.counts()["neutral"] > crowd.counts()["sad"]  # the crowd calls many FER2013 "sad" faces neutral
+    # The same faces read through the votes: every label holds more than half of 10 votes.
+    with open(FERPLUS_CSV) as f:
+        header = f.readline().strip().split(",")
+        rows = [line.strip().split(",") for line in f if line.startswith("PublicTest")]
+    names = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happiness": "happy", "sadness": "sad",
+             "surprise": "surprise", "neutral": "neutral"}
+    agreed = []
+    for r in rows:
+        votes = {names[h]: float(v) for h, v in zip(header, r) if h in names}
+        total = sum(float(v) for h, v in zip(header, r) if h not in ("Usage", "Image name"))
+        top = max(votes, key=votes.get)
+        if r[1] and votes[top] > total / 2:
+            agreed.append(top)
+    assert len(agreed) == len(crowd)
+    assert [crowd.classes[i] for i in crowd.labels] == agreed
+
+
+def test_degraded_blended_ema_training_beats_chance(tmp_path):
+    from moodlens.train import TrainConfig, train
+
+    cfg = TrainConfig(data=str(FER_CSV), out=str(tmp_path), model="moodnet_xs", classes="happy,surprise", limit=500,
+                      ferplus=str(FERPLUS_CSV), ferplus_weight=0.5, degrade=0.5, ema=0.9,
+                      epochs=8, batch_size=50, lr=3e-3, patience=8, seed=1)
+    report = train(cfg)
+    assert np.mean([s["recall"] for s in report["per_class"].values()]) > 0.65, report["per_class"]
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    # The checkpoint's model is the average; the raw weights are kept for --resume.
+    assert set(state["trained"]) == set(state["model"])
+    assert any(not torch.equal(state["trained"][k], state["model"][k]) for k in state["model"])
+
+
+def test_evaluate_reports_crowd_agreement_and_corruptions(capsys, tmp_path, fer_rows):
+    csv_path = write_csv(tmp_path / "fer.csv", fer_rows)
+    # FER+ votes for the same rows: the first 300 Training and PublicTest rows of the vote file.
+    with open(FERPLUS_CSV) as f:
+        header, *lines = f.read().splitlines()
+    kept = [line for line in lines if line.startswith("Training")][:300] + \
+        [line for line in lines if line.startswith("PublicTest")][:300]
+    (tmp_path / "votes.csv").write_text("\n".join([header, *kept]) + "\n")
+    code = main(["evaluate", str(csv_path), "--ferplus", str(tmp_path / "votes.csv"), "--corruptions", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["n"] == 300
+    assert 150 < report["crowd"]["n"] < 300 and 0.5 < report["crowd"]["accuracy"] <= 1.0
+    scores = report["corruptions"]["per_corruption"]
+    assert set(scores) == set(CORRUPTIONS)
+    mean = np.mean([s["accuracy"] for s in scores.values()])
+    assert report["corruptions"]["mean_accuracy"] == pytest.approx(mean)
+    assert report["corruptions"]["drop"] == pytest.approx(report["accuracy"] - mean)
+
+
+def torchvision_resnet18_state(seed: int = 0) -> dict:
+    """A state dict in torchvision's ResNet-18 layout (3-channel first convolution, 1000-way fc),
+    as a user's downloaded weights would be; random values, made here."""
+    from moodlens.models import create_model
+
+    gen = torch.Generator().manual_seed(seed)
+    state = {k: torch.randn(v.shape, generator=gen) * 0.05 if v.is_floating_point() else v.clone()
+             for k, v in create_model("resnet18").features.state_dict().items()}
+    state["conv1.weight"] = torch.randn(64, 3, 7, 7, generator=gen) * 0.05
+    state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 512), torch.zeros(1000)
+    return state
+
+
+def test_pretrained_backbone_warms_up_frozen_then_fine_tunes(tmp_path):
+    from moodlens.train import TrainConfig, train
+
+    weights = torchvision_resnet18_state()
+    torch.save(weights, tmp_path / "resnet18.pth")
+    common = dict(data=str(FER_CSV), model="resnet18", classes="happy,surprise", limit=300, batch_size=50,
+                  lr=3e-3, pretrained=str(tmp_path / "resnet18.pth"), freeze_epochs=1, seed=1)
+    train(TrainConfig(out=str(tmp_path / "warm"), epochs=1, **common))
+    warm = torch.load(tmp_path / "warm" / "last.pt", weights_only=False)["model"]
+    # During the warm-up the backbone is exactly the file's (the grey filter is the colour filters' sum).
+    torch.testing.assert_close(warm["features.conv1.weight"], weights["conv1.weight"].sum(1, keepdim=True))
+    torch.testing.assert_close(warm["features.layer4.1.conv2.weight"], weights["layer4.1.conv2.weight"])
+    torch.testing.assert_close(warm["features.layer1.0.bn1.running_mean"], weights["layer1.0.bn1.running_mean"])
+
+    report = train(TrainConfig(out=str(tmp_path / "tuned"), epochs=3, **common))
+    tuned = torch.load(tmp_path / "tuned" / "last.pt", weights_only=False)["model"]
+    assert not torch.equal(tuned["features.layer4.1.conv2.weight"], weights["layer4.1.conv2.weight"])
+    assert report["accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--pretrained", "{file}"], "--pretrained needs --backbone"),
+    (["--backbone", "vgg16", "--pretrained", "{file}"], "not a torchvision vgg16 state dict"),
+    (["--backbone", "resnet18", "--pretrained", "{junk}"], "not a PyTorch state dict"),
+])
+def test_wrong_pretrained_files_give_one_line_errors(capsys, tmp_path, args, message):
+    torch.save(torchvision_resnet18_state(), tmp_path / "r18.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a state dict")
+    args = [a.format(file=tmp_path / "r18.pth", junk=tmp_path / "junk.pth") for a in args]
+    code = main(["train", str(FER_CSV), "--out", str(tmp_path / "run"), "--limit", "50", "--epochs", "1", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_blending_votes_into_the_eight_class_task_is_refused():
+    with pytest.raises(MoodLensError, match="needs the 7 FER2013 classes"):
+        load_fer2013(FER_CSV, "PublicTest", ferplus=FERPLUS_CSV, ferplus_classes=True, ferplus_weight=0.5)
