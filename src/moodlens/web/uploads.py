@@ -33,20 +33,26 @@ class Limits:
 
     Attributes:
         image_bytes, video_bytes: largest accepted upload.
-        image_pixels: largest image (width x height) decoded, uploads and live frames alike.
-        frame_bytes: largest live frame (one WebSocket message).
+        image_pixels: largest uploaded image (width x height) decoded.
+        frame_bytes, frame_pixels: largest live frame (one WebSocket message), in bytes and in
+            pixels (a shared 1920x1080 gallery fits; a small JPEG declaring 6000x6000 does not).
         video_fps: frames analysed per second of an uploaded video (the rest are skipped).
         video_seconds: longest video accepted.
         video_jobs: videos waiting or running at once.
+        participants: most participants in one class session (students and gallery tiles).
+        join_failures: wrong join codes an address may send in a minute.
     """
 
     image_bytes: int = 10 * 2**20
     image_pixels: int = 40_000_000
     frame_bytes: int = 2 * 2**20
+    frame_pixels: int = 1920 * 1088
     video_bytes: int = 300 * 2**20
     video_fps: float = 5.0
     video_seconds: float = 3 * 3600
     video_jobs: int = 4
+    participants: int = 200
+    join_failures: int = 20
 
 
 class UploadError(Exception):
@@ -116,20 +122,23 @@ def _webp_size(data: bytes) -> tuple[int, int]:
     raise ValueError("unknown WebP chunk")
 
 
-def read_upload_image(data: bytes, limits: Limits, max_bytes: int | None = None) -> np.ndarray:
-    """A BGR image from uploaded bytes, after checking size, type and pixel count.
+def read_upload_image(data: bytes, limits: Limits, max_bytes: int | None = None,
+                      max_pixels: int | None = None) -> np.ndarray:
+    """A BGR image from uploaded bytes, after checking size, type and pixel count (default:
+    the limits of an uploaded image).
 
     Raises:
         UploadError: 413 too large, 415 not an image type we read, 400 damaged or empty.
     """
     max_bytes = limits.image_bytes if max_bytes is None else max_bytes
+    max_pixels = limits.image_pixels if max_pixels is None else max_pixels
     if not data:
         raise UploadError(400, "empty upload")
     if len(data) > max_bytes:
         raise UploadError(413, f"image larger than {max_bytes // 2**20} MB")
     _, width, height = image_size(data)
-    if width * height > limits.image_pixels:
-        raise UploadError(413, f"image of {width}x{height} pixels is larger than {limits.image_pixels:,} pixels")
+    if width * height > max_pixels:
+        raise UploadError(413, f"image of {width}x{height} pixels is larger than {max_pixels:,} pixels")
     if width == 0 or height == 0:
         raise UploadError(400, "image has no pixels")
     try:
