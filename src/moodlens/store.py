@@ -262,13 +262,13 @@ class Store:
         try:
             self.engine = create_engine(url)
         except (sa.exc.ArgumentError, ImportError, ValueError) as exc:  # a bad URL, an unknown or missing driver
-            raise StoreError(f"cannot use the database {_shown(url)}: {_one_line(exc)}") from None
+            raise StoreError(f"cannot use the database {shown_url(url)}: {_one_line(exc)}") from None
         try:
             self._upsert = self._upsert_for(self.engine.dialect.name)  # before anything is written
             self.version = migrate(self.engine, migrations)
         except sa.exc.DBAPIError as exc:  # a file that cannot be opened, a server that cannot be reached
             self.engine.dispose()
-            raise StoreError(f"cannot open the database {_shown(url)}: {_one_line(exc)}") from None
+            raise StoreError(f"cannot open the database {shown_url(url)}: {_one_line(exc)}") from None
         except Exception:
             self.engine.dispose()
             raise
@@ -478,8 +478,10 @@ def _no_formula(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _shown(url: str) -> str:
-    """A database URL for messages, without its password."""
+def shown_url(url: str) -> str:
+    """A database URL for messages, without its password (a SQLite URL as its file's path)."""
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///"):]
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:

@@ -40,7 +40,7 @@ from moodlens.detect import create_detector
 from moodlens.errors import MoodLensError
 from moodlens.journal import Journal, database_unavailable
 from moodlens.recognizer import Recognizer
-from moodlens.store import Session, Store, database_url, journal_path, safe_text
+from moodlens.store import Session, Store, database_url, journal_path, safe_text, shown_url
 from moodlens.web.auth import LOGIN_COOKIE, LOGIN_S, STUDENT_COOKIE, Auth, client_address, teacher_token
 from moodlens.web.dashboard import review
 from moodlens.web.live import GalleryTiles, Latest, LiveSession, Recorder
@@ -765,6 +765,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None, *,
                 ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(ssl_certfile, ssl_keyfile)
             except (ssl.SSLError, OSError) as exc:
                 raise MoodLensError(f"{ssl_certfile}: cannot use this certificate and key ({exc})") from None
+        print(f"database: {shown_url(app.state.moodlens.store.url)}", flush=True)
         for line in startup_message(host, listener.getsockname()[1], https=bool(ssl_certfile),
                                     token_known=not app.state.token_generated):
             print(line, flush=True)
