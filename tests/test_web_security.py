@@ -227,7 +227,7 @@ def test_pages_carry_security_headers_and_a_script_nonce(client):
         assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
         assert r.text.count("<script") == r.text.count(f'<script nonce="{nonce}"') > 0
         assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
-        assert r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["referrer-policy"] == "same-origin"
     assert client.get("/login").headers["content-security-policy"] != client.get("/login").headers[
         "content-security-policy"]  # a fresh nonce each time
     api = client.get("/api/sessions", headers=AUTH)

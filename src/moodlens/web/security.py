@@ -3,7 +3,7 @@ headers, a same-origin rule for every state-changing request, JSON errors for ev
 (unknown routes, an unavailable database, a bug), and throttles with bounded memory.
 
 - Every response carries ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``,
-  ``Referrer-Policy: no-referrer`` and a Content-Security-Policy (pages get a per-response
+  ``Referrer-Policy: same-origin`` (with ``no-referrer`` a browser sends ``Origin: null`` on form posts, which the origin check must refuse) and a Content-Security-Policy (pages get a per-response
   nonce for their inline scripts, see :func:`page_response`); over HTTPS also HSTS.
 - POST, PUT, PATCH and DELETE are refused (403) when the browser says they come from another
   origin (``Origin``, or ``Sec-Fetch-Site``): SameSite cookies are still sent by a page on
@@ -38,7 +38,7 @@ CSP = ("default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'
        "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self' {sockets}; worker-src 'self' blob:; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
-HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "no-referrer"}
+HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "same-origin"}
 
 
 def same_origin(headers: Headers, scheme: str | None = None) -> bool:

@@ -723,7 +723,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None, *,
     Args:
         host: address to listen on (the default only accepts this computer; ``0.0.0.0`` lets
             students on the network join).
-        port: TCP port.
+        port: TCP port (0: any free one).
         db: None for ``moodlens.db`` in the per-user data folder (SQLite), a file path, or a
             ``postgresql://`` URL.
         ssl_certfile, ssl_keyfile: serve HTTPS (default: ``MOODLENS_SSL_CERTFILE`` and
@@ -740,8 +740,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None, *,
     """
     import uvicorn
 
-    if not 1 <= port <= 65535:
-        raise MoodLensError(f"port {port} is out of range (1-65535)")
+    if not 0 <= port <= 65535:
+        raise MoodLensError(f"port {port} is out of range (1-65535, or 0 for any free port)")
     ssl_certfile = ssl_certfile or os.environ.get("MOODLENS_SSL_CERTFILE")
     ssl_keyfile = ssl_keyfile or os.environ.get("MOODLENS_SSL_KEYFILE")
     if self_signed and not ssl_certfile:
