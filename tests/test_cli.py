@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -202,3 +204,11 @@ def test_benchmark_json(capsys):
     assert code == 0 and result["classifier"]["crops_per_s_batch64"] > 0
     assert set(result["detector_ms"]) == {"640x480", "1280x720", "1920x1080"}
     assert result["end_to_end"]["gallery_20_faces_1280x720_found"] >= 0.9
+
+
+def test_tests_without_the_shared_data_stop_with_one_line(tmp_path):
+    env = {**os.environ, "MOODLENS_SHARED": str(tmp_path / "nowhere")}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_web_live.py"],
+                       cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=120)
+    said = [line for line in (r.stdout + r.stderr).splitlines() if "shared data folder" in line]
+    assert r.returncode == 4 and len(said) == 1 and "error" not in (r.stdout + r.stderr).lower()
