@@ -26,8 +26,8 @@ from moodlens.store import Store  # noqa: E402
 from moodlens.web.security import Throttle  # noqa: E402
 from moodlens.web.server import create_app  # noqa: E402
 from moodlens.web.uploads import Limits  # noqa: E402
-from test_store import _reset_postgres, postgres_server  # noqa: E402, F401
-from test_web_api import AUTH, TOKEN, SlowRecognizer, client, clock, db, jpeg, join, new_session, recognizer  # noqa: E402, F401
+from test_store import postgres_server  # noqa: E402, F401
+from test_web_api import AUTH, TOKEN, SlowRecognizer, join, jpeg, new_session  # noqa: E402  # noqa: E402, F401  (fixtures)
 
 HERE = "http://testserver"
 
@@ -208,15 +208,6 @@ def test_any_text_in_names_and_titles_is_stored(any_db, recognizer):
         assert c.get("/api/sessions", headers=AUTH).status_code == 200
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_db(request, db) -> str:
-    if request.param == "sqlite":
-        return db
-    url = request.getfixturevalue("postgres_server")
-    _reset_postgres(url)
-    return url
-
-
 # --- headers -------------------------------------------------------------------------------
 
 def test_pages_carry_security_headers_and_a_script_nonce(client):
@@ -290,6 +281,38 @@ def test_uploads_and_video_sessions_left_by_a_crash_are_cleaned_at_start(db, rec
         assert not any(uploads.iterdir())
         listed = {s["id"]: s for s in c.get("/api/sessions", headers=AUTH).json()["sessions"]}
         assert not listed[video.id]["open"] and listed[video.id]["title"] == "talk.mp4 (interrupted)"
+
+
+# --- start-up -------------------------------------------------------------------------------
+
+def test_the_start_up_message_gives_students_the_network_address_and_says_https(monkeypatch):
+    from moodlens.web import server
+
+    monkeypatch.setattr(server, "lan_address", lambda: "192.168.1.20")
+    lines = "\n".join(server.startup_message("0.0.0.0", 8000, https=False, token_known=True))
+    assert "students on other computers: http://192.168.1.20:8000/join" in lines
+    assert "only over https" in lines and "--self-signed" in lines and "moodlens token --reset" in lines
+    lines = "\n".join(server.startup_message("0.0.0.0", 8443, https=True, token_known=False))
+    assert "https://192.168.1.20:8443/join" in lines and "--self-signed" not in lines
+
+
+def test_a_self_signed_certificate_covers_this_computer_and_is_kept(tmp_path):
+    import ssl
+
+    from cryptography import x509
+
+    from moodlens.web.tls import self_signed_certificate
+
+    cert, key = self_signed_certificate(tmp_path, "192.168.1.20")
+    ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)  # a usable pair
+    names = x509.load_pem_x509_certificate(cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert "localhost" in names.get_values_for_type(x509.DNSName)
+    assert {str(a) for a in names.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "192.168.1.20"}
+    assert key.stat().st_mode & 0o077 == 0  # the key is the owner's alone
+    made = cert.read_bytes()
+    assert self_signed_certificate(tmp_path, "192.168.1.20")[0].read_bytes() == made  # kept
+    assert self_signed_certificate(tmp_path, "10.0.0.5")[0].read_bytes() != made  # a new address: made again
 
 
 # --- a real `moodlens serve` ---------------------------------------------------------------

@@ -363,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("benchmark", help="speed of the detector, classifier and whole pipeline on this machine")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--repeat", type=int, default=30, help="timed runs per figure (default: %(default)s)")
-    sp.add_argument("--media", help="folder with the test photos (default: ../shared/media of a source checkout)")
+    sp.add_argument("--media", default=os.environ.get("MOODLENS_MEDIA"),
+                    help="folder with the test photos (default: MOODLENS_MEDIA, else ../shared/media of a source checkout)")
     engine_options(sp)
     sp.set_defaults(func=cmd_benchmark)
     return p

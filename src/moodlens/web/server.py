@@ -57,7 +57,7 @@ PRIVACY = ("MoodLens keeps only numbers: for each participant and each second, t
 # WebSocket close codes (4000-4999 are the application's own); a refused handshake is accepted
 # and then closed with its code, since a handshake refused outright reaches the browser as a
 # bare HTTP 403 with no reason
-CLOSE_UNAUTHORISED, CLOSE_ENDED, CLOSE_NOT_FOUND, CLOSE_FULL = 4401, 4000, 4404, 4429
+CLOSE_UNAUTHORISED, CLOSE_ENDED, CLOSE_NOT_FOUND = 4401, 4000, 4404
 # A connection keeps a recognition worker busy at most 1/FAIR_SHARE of the time: after a frame
 # that took t seconds, its next one waits (FAIR_SHARE - 1) * t, so costly frames slow only their sender.
 FAIR_SHARE = 4
