@@ -3,8 +3,9 @@ headers, a same-origin rule for every state-changing request, JSON errors for ev
 (unknown routes, an unavailable database, a bug), and throttles with bounded memory.
 
 - Every response carries ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``,
-  ``Referrer-Policy: same-origin`` (with ``no-referrer`` a browser sends ``Origin: null`` on form posts, which the origin check must refuse) and a Content-Security-Policy (pages get a per-response
-  nonce for their inline scripts, see :func:`page_response`); over HTTPS also HSTS.
+  ``Referrer-Policy: same-origin`` (with ``no-referrer`` a browser sends ``Origin: null`` on form
+  posts, which the origin check must refuse) and a Content-Security-Policy (pages get a
+  per-response nonce for their inline scripts, see :func:`page_response`); over HTTPS also HSTS.
 - POST, PUT, PATCH and DELETE are refused (403) when the browser says they come from another
   origin (``Origin``, or ``Sec-Fetch-Site``): SameSite cookies are still sent by a page on
   another port of the same host, which is "same-site". Their bodies must be JSON (415
