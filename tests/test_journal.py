@@ -18,8 +18,8 @@ from moodlens.aggregate import SecondRecord  # noqa: E402
 from moodlens.classes import FER2013_CLASSES  # noqa: E402
 from moodlens.journal import Journal  # noqa: E402
 from moodlens.store import Store  # noqa: E402
-from test_store import _reset_postgres, pg_ctl, postgres_server  # noqa: E402, F401, F811
-from test_web_api import AUTH, TOKEN, jpeg, recognizer, uvicorn_server  # noqa: E402, F401, F811
+from test_store import _reset_postgres, pg_ctl, postgres_server  # noqa: E402, F401
+from test_web_api import AUTH, TOKEN, jpeg, recognizer, uvicorn_server  # noqa: E402, F401
 
 
 def records(pid: int, seconds: range, frames: int = 2) -> list[SecondRecord]:

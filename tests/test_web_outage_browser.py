@@ -13,8 +13,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("playwright.sync_api")
 
 from moodlens.web.server import create_app  # noqa: E402
-from test_web_api import jpeg, recognizer, uvicorn_server  # noqa: E402, F401, F811
-from test_web_browser import TOKEN, browser, camera_file, playwright, teacher_page, wait_for  # noqa: E402, F401, F811
+from test_web_api import jpeg, recognizer, uvicorn_server  # noqa: E402, F401
+from test_web_browser import TOKEN, browser, camera_file, playwright, teacher_page, wait_for  # noqa: E402, F401
 
 
 def test_the_dashboard_says_when_storage_is_behind(browser, recognizer, tmp_path):

@@ -28,7 +28,7 @@ from moodlens.web.server import create_app  # noqa: E402
 from moodlens.web.uploads import Limits  # noqa: E402
 from test_store import postgres_server  # noqa: E402, F401
 from test_web_api import AUTH, TOKEN, SlowRecognizer, join, jpeg, new_session  # noqa: E402
-from test_web_api import any_db, client, clock, db, recognizer  # noqa: E402, F401, F811  (fixtures)
+from test_web_api import any_db, client, clock, db, recognizer  # noqa: E402, F401  (fixtures)
 
 HERE = "http://testserver"
 
