@@ -22,13 +22,13 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+from moodlens.recognizer import FaceStream, Recognizer  # noqa: E402
 from moodlens.store import Store  # noqa: E402
 from moodlens.web.security import Throttle  # noqa: E402
 from moodlens.web.server import create_app  # noqa: E402
 from moodlens.web.uploads import Limits  # noqa: E402
 from test_store import postgres_server  # noqa: E402, F401
-from test_web_api import AUTH, TOKEN, SlowRecognizer, join, jpeg, new_session  # noqa: E402
-from test_web_api import any_db, client, clock, db, recognizer  # noqa: E402, F401  (fixtures)
+from test_web_api import AUTH, TOKEN, any_db, client, clock, db, join, jpeg, new_session, recognizer  # noqa: E402, F401
 
 HERE = "http://testserver"
 
@@ -253,11 +253,28 @@ def test_live_frames_declaring_too_many_pixels_are_refused_before_decoding(clien
     assert decoded == [1]  # only the good frame was decoded
 
 
+class CostlyRecognizer(Recognizer):
+    """The real recognizer, 80 ms of CPU more per frame: a participant whose frames are costly."""
+
+    def open_stream(self, detect_every: int = 3, smoothing_s: float = 0.5) -> FaceStream:
+        stream = super().open_stream(detect_every, smoothing_s)
+        push = stream.push
+
+        def costly_push(*args, **kwargs):
+            end = time.thread_time() + 0.08
+            while time.thread_time() < end:
+                pass
+            return push(*args, **kwargs)
+
+        stream.push = costly_push
+        return stream
+
+
 def test_a_costly_sender_gets_a_fair_share_of_the_workers(db, recognizer):
-    """After a frame that took t seconds, the sender's next frame waits 3t: a participant whose
-    frames are slow cannot hold a worker all the time."""
-    slow = SlowRecognizer(recognizer.model, recognizer.detector)  # 80 ms more per frame
-    with TestClient(create_app(db, slow, TOKEN, workers=2)) as c:
+    """After a frame that took t CPU seconds, the sender's next frame waits 3t: a participant
+    whose frames are costly cannot hold a worker all the time."""
+    costly = CostlyRecognizer(recognizer.model, recognizer.detector)
+    with TestClient(create_app(db, costly, TOKEN, workers=2)) as c:
         with c.websocket_connect("/ws/live", headers=AUTH) as ws:
             frame, answered, start = jpeg(), 0, time.perf_counter()
             while time.perf_counter() - start < 2.0:  # sends as fast as answers come

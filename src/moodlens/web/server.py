@@ -58,8 +58,10 @@ PRIVACY = ("MoodLens keeps only numbers: for each participant and each second, t
 # and then closed with its code, since a handshake refused outright reaches the browser as a
 # bare HTTP 403 with no reason
 CLOSE_UNAUTHORISED, CLOSE_ENDED, CLOSE_NOT_FOUND = 4401, 4000, 4404
-# A connection keeps a recognition worker busy at most 1/FAIR_SHARE of the time: after a frame
-# that took t seconds, its next one waits (FAIR_SHARE - 1) * t, so costly frames slow only their sender.
+# A connection uses at most 1/FAIR_SHARE of a recognition worker: after a frame that took t CPU
+# seconds, its next one waits (FAIR_SHARE - 1) * t, so costly frames slow only their sender. CPU
+# time, not wall time: on a machine busy with other work a cheap frame can take long to finish,
+# and that must not hold back its sender.
 FAIR_SHARE = 4
 # A row id in a URL: bounded to what the database's 64-bit integers hold, so a huge number is
 # a 422, never an overflow inside the database driver.
@@ -167,12 +169,21 @@ async def run_frames(ws: WebSocket, ml: MoodLens, process: Callable[[bytes, floa
     slot = Latest()
     loop = asyncio.get_running_loop()
 
+    cpu = [0.0]  # CPU seconds of the last frame
+
+    def timed(data: bytes, t: float) -> dict:
+        begin = time.thread_time()
+        try:
+            return process(data, t)
+        finally:
+            cpu[0] = time.thread_time() - begin
+
     async def work() -> None:
         while (item := await slot.get()) is not None:
             seq, t, received, data = item
             started = time.perf_counter()
             try:
-                reply = await loop.run_in_executor(ml.pool, process, data, t)
+                reply = await loop.run_in_executor(ml.pool, timed, data, t)
             except UploadError as exc:
                 reply = {"error": exc.message, "status": exc.status}
             except Exception as exc:  # a bug in recognition must not kill the connection
@@ -181,14 +192,13 @@ async def run_frames(ws: WebSocket, ml: MoodLens, process: Callable[[bytes, floa
                 else:
                     log.exception("frame %d failed", seq)
                     reply = {"error": f"could not analyse the frame ({type(exc).__name__})", "status": 500}
-            cost = time.perf_counter() - started
             reply.update(seq=seq, dropped=slot.dropped, queue_ms=round((started - received) * 1e3, 1),
-                         ms=round(cost * 1e3, 1))
+                         ms=round((time.perf_counter() - started) * 1e3, 1))
             try:
                 await ws.send_json(reply)
             except (WebSocketDisconnect, RuntimeError):
                 return
-            await asyncio.sleep((FAIR_SHARE - 1) * cost)
+            await asyncio.sleep((FAIR_SHARE - 1) * cpu[0])
 
     worker = asyncio.create_task(work())
     seq = 0
