@@ -222,6 +222,8 @@ def test_pages_carry_security_headers_and_a_script_nonce(client):
         assert r.headers["referrer-policy"] == "same-origin"
     assert client.get("/login").headers["content-security-policy"] != client.get("/login").headers[
         "content-security-policy"]  # a fresh nonce each time
+    script = client.get("/static/moodlens.js")  # may run as a worker: its policy lets it load models
+    assert "script-src 'self' 'wasm-unsafe-eval'" in script.headers["content-security-policy"]
     api = client.get("/api/sessions", headers=AUTH)
     assert api.headers["x-content-type-options"] == "nosniff" and "frame-ancestors" in api.headers[
         "content-security-policy"]

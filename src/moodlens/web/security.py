@@ -39,6 +39,9 @@ CSP = ("default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'
        "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self' {sockets}; worker-src 'self' blob:; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# a script served from /static may run as a worker, which lives under its own response's policy
+STATIC_CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; worker-src 'self' blob:; "
+              "object-src 'none'; frame-ancestors 'none'")
 HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "same-origin"}
 
 
@@ -89,22 +92,23 @@ class Guard:
 
         async def send_secured(message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message["headers"]) + _extra(message["headers"], scope["scheme"])
+                message["headers"] = list(message["headers"]) + _extra(message["headers"], scope["scheme"],
+                                                                       scope["path"])
             await send(message)
 
         await self.app(scope, receive, send_secured)
 
     @staticmethod
     def _secured(response: Response, scheme: str) -> Response:
-        response.raw_headers.extend(_extra(response.raw_headers, scheme))
+        response.raw_headers.extend(_extra(response.raw_headers, scheme, ""))
         return response
 
 
-def _extra(raw: list[tuple[bytes, bytes]], scheme: str) -> list[tuple[bytes, bytes]]:
+def _extra(raw: list[tuple[bytes, bytes]], scheme: str, path: str) -> list[tuple[bytes, bytes]]:
     present = {k.lower() for k, _ in raw}
     extra = [(k.encode(), v.encode()) for k, v in HEADERS.items() if k.encode() not in present]
     if b"content-security-policy" not in present:
-        extra.append((b"content-security-policy", API_CSP.encode()))
+        extra.append((b"content-security-policy", (STATIC_CSP if path.startswith("/static/") else API_CSP).encode()))
     if scheme == "https":
         extra.append((b"strict-transport-security", b"max-age=31536000"))
     return extra
