@@ -107,12 +107,17 @@ def test_cookies_are_secure_and_hsts_is_sent_over_https(db, recognizer):
 
 def test_wrong_tokens_are_throttled_and_logged(client, caplog):
     caplog.set_level(logging.WARNING, "moodlens.web")
+    login(client)  # the teacher, logged in before someone at the same address starts guessing
+    session_cookie = client.cookies.get("moodlens_login")
+    client.cookies.clear()
     for _ in range(10):
         assert client.get("/api/sessions", headers={"Authorization": "Bearer guess-guess-guess"}).status_code == 401
     assert client.get("/api/sessions", headers={"Authorization": "Bearer guess-guess-guess"}).status_code == 429
     assert client.get("/api/sessions", headers=AUTH).status_code == 429  # even the right one, for a minute
     assert login(client).headers["location"] == "/login?error=wait"
     assert sum("wrong teacher token from" in r.message for r in caplog.records) == 10
+    client.cookies.set("moodlens_login", session_cookie)
+    assert client.get("/api/sessions").status_code == 200  # a login session goes on
 
 
 @pytest.mark.parametrize("given, ok", [("short-token", False), ("  a-token-of-20-chars  ", True)])
