@@ -308,6 +308,23 @@ def test_uploads_and_video_sessions_left_by_a_crash_are_cleaned_at_start(db, rec
         assert not listed[video.id]["open"] and listed[video.id]["title"] == "talk.mp4 (interrupted)"
 
 
+def test_class_sessions_a_stopped_server_left_open_are_shown_as_such_and_can_be_ended(db, recognizer, clock):
+    with TestClient(create_app(db, recognizer, TOKEN, clock=clock)) as c:
+        session = new_session(c)
+        assert c.get("/api/sessions", headers=AUTH).json()["sessions"][0]["left_open"] is False
+    with TestClient(create_app(db, recognizer, TOKEN, clock=clock)) as c:  # the next start
+        assert c.get("/api/sessions", headers=AUTH).json()["sessions"][0]["left_open"] is True
+        token = join(c, session["code"], "Ana")
+        with c.websocket_connect(f"/ws/student?token={token}") as ws:  # the class goes on
+            ws.send_bytes(jpeg())
+            ws.receive_json()
+        assert c.get("/api/sessions", headers=AUTH).json()["sessions"][0]["left_open"] is False
+    with TestClient(create_app(db, recognizer, TOKEN, clock=clock)) as c:
+        assert c.post(f"/api/sessions/{session['id']}/end", headers=AUTH).status_code == 200
+        listed = c.get("/api/sessions", headers=AUTH).json()["sessions"][0]
+        assert not listed["open"] and listed["left_open"] is False
+
+
 # --- start-up -------------------------------------------------------------------------------
 
 def test_the_start_up_message_gives_students_the_network_address_and_says_https(monkeypatch):

@@ -90,6 +90,8 @@ class MoodLens:
         self.recorder = Recorder(self.journal)
         self.videos = VideoJobs(recognizer, store, self.video_pool, limits)
         self.live: dict[int, LiveSession] = {}
+        # class sessions a stopped server left open, until someone connects to them again
+        self.left_open = {s["id"] for s in store.list_sessions() if s["open"] and s["kind"] == "class"}
         self.sockets: dict[int, set[WebSocket]] = {}
         self._lock = threading.Lock()
 
@@ -408,7 +410,8 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     @app.get("/api/sessions")
     async def list_sessions(request: Request) -> dict:
         teacher(request)
-        return {"sessions": await run_in_threadpool(ml.store.list_sessions)}
+        sessions = await run_in_threadpool(ml.store.list_sessions)
+        return {"sessions": [{**s, "left_open": s["open"] and s["id"] in ml.left_open} for s in sessions]}
 
     @app.post("/api/sessions", status_code=201)
     async def create_session(request: Request) -> dict:
@@ -654,6 +657,7 @@ async def _attend(ws: WebSocket, ml: MoodLens, live: LiveSession, connect: Calla
     connection, whose open second is then stored. Both run on the event loop without awaiting,
     so a cancelled connection still counts itself off."""
     ml.sockets.setdefault(live.info.id, set()).add(ws)
+    ml.left_open.discard(live.info.id)
     connect()
     try:
         await run_frames(ws, ml, process, live.now)
