@@ -118,6 +118,7 @@ def test_shipped_model_meets_the_publictest_bar(capsys):
     (["video", "{video}", "--out", "{junk}/v.mp4"], "its folder does not exist"),
     (["serve", "--port", "99999"], "port 99999 is out of range"),
     (["serve", "--ssl-certfile", "/nonexistent/cert.pem"], "no such certificate file"),
+    (["serve", "--max-participants", "0"], "must be at least 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, fer_rows, args, message):
     junk = tmp_path / "junk.onnx"

@@ -209,6 +209,8 @@ def _web_extra():
 
 def cmd_serve(args) -> int:
     server = _web_extra()
+    if args.max_participants < 1:
+        raise MoodLensError(f"--max-participants must be at least 1, not {args.max_participants}")
     limits = server.Limits(participants=args.max_participants)
     server.serve(args.host, args.port, args.db, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
                  self_signed=args.self_signed, trusted_proxies=args.trusted_proxies, limits=limits)
