@@ -80,7 +80,7 @@ def webcam_frames(size: tuple[int, int], count: int, variants: int = 4) -> list[
 
 def start_server(port: int, db: str, token: str) -> subprocess.Popen:
     code = f"from moodlens.web.server import serve; serve('127.0.0.1', {port}, {db!r})"
-    env = {**os.environ, "MOODLENS_TOKEN": token}
+    env = {**os.environ, "MOODLENS_TOKEN": token, "MOODLENS_DATA": str(Path(db).parent)}
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import struct
 import subprocess
 import sys
+import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,7 +18,7 @@ import pytest
 from conftest import FER_CSV, MEDIA, write_csv
 from moodlens.cli import main
 
-VERBS = ["train", "evaluate", "export", "image", "video", "webcam", "serve", "desktop", "benchmark"]
+VERBS = ["train", "evaluate", "export", "image", "video", "webcam", "serve", "token", "desktop", "benchmark"]
 
 
 def run(capsys, *args):
@@ -106,17 +111,85 @@ def test_shipped_model_meets_the_publictest_bar(capsys):
     (["train", "{csv}", "--classes", "happy,joy"], "unknown class name 'joy'"),
     (["video", "{video}", "--timeline", "/nonexistent/dir/t.csv"], "its folder does not exist"),
     (["benchmark", "--media", "/nonexistent"], "pass --media with the shared photos"),
+    (["image", "{huge}"], "100000x100000 pixels is more than"),
+    (["image", "{truncated}"], "not a readable image"),
+    (["image", "{portrait}", "--out", "{junk}/sub"], "cannot make this folder"),
+    (["video", "{video}", "--timeline", "{tmp}"], "is a folder"),
+    (["video", "{video}", "--out", "{junk}/v.mp4"], "its folder does not exist"),
+    (["serve", "--port", "99999"], "port 99999 is out of range"),
+    (["serve", "--ssl-certfile", "/nonexistent/cert.pem"], "no such certificate file"),
+    (["serve", "--max-participants", "0"], "must be at least 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, fer_rows, args, message):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"junk")
+    huge = tmp_path / "huge.png"  # a valid PNG header declaring 100000x100000 grey pixels
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+                     + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + zlib.compress(b"\0" * 10**6))
+    portrait = (MEDIA / "portrait.jpg").read_bytes()
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(portrait[: len(portrait) // 2])
     csv_path = write_csv(tmp_path / "s.csv", fer_rows)
     video = tmp_path / "v.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
     writer.write(np.zeros((48, 64, 3), np.uint8))
     writer.release()
-    code, _, err = run(capsys, *[a.format(junk=junk, csv=csv_path, video=video) for a in args])
+    code, _, err = run(capsys, *[a.format(junk=junk, csv=csv_path, video=video, huge=huge, truncated=truncated,
+                                          portrait=MEDIA / "portrait.jpg", tmp=tmp_path) for a in args])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_video_refuses_an_unusable_timeline_before_the_work(capsys, tmp_path, monkeypatch):
+    import moodlens.recognizer
+
+    monkeypatch.setattr(moodlens.recognizer.Recognizer, "stream", lambda *a, **k: pytest.fail("analysed first"))
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    monkeypatch.setattr("os.access", lambda path, mode: False)  # a read-only file system, even for root
+    code, _, err = run(capsys, "video", video, "--timeline", tmp_path / "t.csv")
+    assert code == 2 and "cannot write there" in err and len(err.strip().splitlines()) == 1
+
+
+def test_image_exits_2_when_an_annotated_copy_cannot_be_written(capsys, tmp_path):
+    (tmp_path / "portrait_moodlens.png").mkdir()  # where the copy would go: cv2.imwrite fails
+    code, out, err = run(capsys, "image", MEDIA / "portrait.jpg", "--out", tmp_path)
+    assert code == 2 and "portrait_moodlens.png: could not be written" in err
+
+
+def test_evaluate_plot_without_matplotlib_says_so_first(capsys, tmp_path, fer_rows, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setattr("moodlens.evaluate.evaluate", lambda *a, **k: pytest.fail("evaluated first"))
+    code, _, err = run(capsys, "evaluate", write_csv(tmp_path / "s.csv", fer_rows), "--plot", tmp_path / "c.png")
+    assert code == 2 and "--plot needs matplotlib" in err
+
+
+def test_serve_on_a_port_in_use_is_one_line(capsys, monkeypatch, tmp_path):
+    pytest.importorskip("fastapi")
+    monkeypatch.setattr("moodlens.web.server.default_recognizer", lambda: pytest.fail("loaded first"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, _, err = run(capsys, "serve", "--port", taken.getsockname()[1], "--db", tmp_path / "x.db")
+    assert code == 2 and "is in use" in err and len(err.strip().splitlines()) == 1
+
+
+def test_serve_with_a_short_token_is_one_line(capsys, monkeypatch, tmp_path):
+    pytest.importorskip("fastapi")
+    monkeypatch.setenv("MOODLENS_TOKEN", "secret ")
+    code, _, err = run(capsys, "serve", "--port", "0", "--db", tmp_path / "x.db")
+    assert code == 2 and "at least 16" in err and len(err.strip().splitlines()) == 1
+
+
+def test_token_reset_prints_a_new_token(capsys, tmp_path):
+    pytest.importorskip("fastapi")
+    db = tmp_path / "x.db"
+    code, out, _ = run(capsys, "token", "--reset", "--db", db)
+    first = out.split()[-1]
+    code2, out2, _ = run(capsys, "token", "--reset", "--db", db)
+    assert code == code2 == 0 and len(first) >= 16 and out2.split()[-1] != first
 
 
 def test_webcam_without_display_says_so(capsys, monkeypatch):
@@ -132,3 +205,11 @@ def test_benchmark_json(capsys):
     assert code == 0 and result["classifier"]["crops_per_s_batch64"] > 0
     assert set(result["detector_ms"]) == {"640x480", "1280x720", "1920x1080"}
     assert result["end_to_end"]["gallery_20_faces_1280x720_found"] >= 0.9
+
+
+def test_tests_without_the_shared_data_stop_with_one_line(tmp_path):
+    env = {**os.environ, "MOODLENS_SHARED": str(tmp_path / "nowhere")}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_web_live.py"],
+                       cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=120)
+    said = [line for line in (r.stdout + r.stderr).splitlines() if "shared data folder" in line]
+    assert r.returncode == 4 and len(said) == 1 and "error" not in (r.stdout + r.stderr).lower()

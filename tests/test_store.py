@@ -65,11 +65,24 @@ def postgres_server():
     except (subprocess.SubprocessError, OSError) as exc:
         shutil.rmtree(root, ignore_errors=True)
         pytest.skip(f"could not start PostgreSQL: {exc}")
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    _PG_CTL[url] = [*as_user, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"]
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield url
     finally:
+        _PG_CTL.pop(url)
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"], capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
+
+
+_PG_CTL: dict[str, list[str]] = {}  # url -> pg_ctl command line without its action
+
+
+def pg_ctl(url: str, action: str) -> None:
+    """Stop or start the throwaway server of ``postgres_server`` (fault tests)."""
+    command = _PG_CTL[url] + ([action, "-m", "immediate"] if action == "stop" else [action])
+    subprocess.run(command, check=True, capture_output=True, timeout=90)
 
 
 def _reset_postgres(url: str) -> None:
@@ -103,7 +116,6 @@ def _records(participant_id: int, seconds: range, emotion: str = "happy") -> lis
 
 
 @pytest.mark.parametrize("given, expected", [
-    (None, f"sqlite:///{Path('moodlens.db').resolve()}"),
     ("lessons.db", f"sqlite:///{Path('lessons.db').resolve()}"),
     ("sqlite:///x.db", "sqlite:///x.db"),
     ("postgresql://u:p@db/moodlens", "postgresql+psycopg://u:p@db/moodlens"),
@@ -111,6 +123,14 @@ def _records(participant_id: int, seconds: range, emotion: str = "happy") -> lis
 ])
 def test_database_url(given, expected):
     assert database_url(given) == expected
+
+
+def test_the_default_database_is_in_the_per_user_data_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOODLENS_DATA", str(tmp_path / "data"))
+    assert database_url(None) == f"sqlite:///{tmp_path / 'data' / 'moodlens.db'}"
+    assert (tmp_path / "data").is_dir()
+    monkeypatch.delenv("MOODLENS_DATA")
+    assert database_url(None) != f"sqlite:///{Path('moodlens.db').resolve()}"  # never the current folder
 
 
 def test_database_url_refuses_other_schemes():
@@ -261,6 +281,38 @@ def test_export_csv_and_json(store):
     assert store.export_csv(9999) is None and store.export_json(9999) is None
 
 
+@pytest.mark.parametrize("name, shown", [
+    ("=HYPERLINK(\"http://evil.example\")", "'=HYPERLINK(\"http://evil.example\")"),
+    ("+1+2", "'+1+2"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("Ana", "Ana"), ("Ana=B", "Ana=B")])
+def test_csv_export_never_writes_a_formula(store, name, shown):
+    session = store.create_session("s", FER2013_CLASSES)
+    pid = store.add_participant(session.id, name, "student").id
+    store.add_seconds(session.id, _records(pid, range(1)))
+    assert next(csv.DictReader(io.StringIO(store.export_csv(session.id))))["participant"] == shown
+    assert store.export_json(session.id)["participants"][0]["name"] == name  # JSON keeps the name as it is
+
+
+def test_any_text_is_stored(store):
+    """NUL (PostgreSQL refuses it), lone UTF-16 surrogates (UTF-8 cannot encode them), controls."""
+    session = store.create_session("Maths\x00 3B\ud800", FER2013_CLASSES)
+    pid = store.add_participant(session.id, "A\x00na\udc00\n  B", "student").id
+    assert store.rename_participant(pid, "Ben\x00\ud83d") is True
+    assert store.get_session(session.id).title == "Maths 3B\ufffd"
+    assert [p.name for p in store.participants(session.id)] == ["Ben \ufffd"]
+
+
+def test_video_sessions_a_crash_left_open_are_ended_as_interrupted(store):
+    video = store.create_session("talk.mp4", FER2013_CLASSES, kind="video", started_at=100.0)
+    pid = store.add_participant(video.id, "Face #1", "video").id
+    store.add_seconds(video.id, _records(pid, range(5)))
+    lesson = store.create_session("lesson", FER2013_CLASSES, started_at=100.0)
+    assert store.end_interrupted("video") == [video.id]
+    ended = store.get_session(video.id)
+    assert ended.ended_at == 105.0 and ended.title == "talk.mp4 (interrupted)"
+    assert store.get_session(lesson.id).open  # a class session goes on after a restart
+    assert store.end_interrupted("video") == []
+
+
 def test_delete_removes_only_that_session(store):
     keep = store.create_session("keep", FER2013_CLASSES)
     drop = store.create_session("drop", FER2013_CLASSES)
@@ -279,6 +331,12 @@ def test_settings(store):
     store.set_setting("teacher_token", "abc")
     store.set_setting("teacher_token", "def")
     assert store.get_setting("teacher_token") == "def"
+    store.set_setting("login:a", "1")
+    store.set_setting("login:b", "2")
+    store.set_setting("login_%x", "3")  # a LIKE wildcard in a key is matched literally
+    assert store.settings_like("login:") == {"login:a": "1", "login:b": "2"}
+    store.delete_settings(["login:a", "login:b"])
+    assert store.settings_like("login") == {"login_%x": "3"}
 
 
 def test_concurrent_writers(store):

@@ -30,7 +30,7 @@ from moodlens.web.uploads import Limits, UploadError, image_size  # noqa: E402
 from test_store import postgres_server  # noqa: E402, F401  (a fixture: a throwaway PostgreSQL server)
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
-TOKEN = "teacher-secret"
+TOKEN = "teacher-secret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 STATUSES = {"ok", "too_small", "uncertain"}
 
@@ -122,7 +122,8 @@ def send_frames(ws, clock: Clock, frames: list[bytes], step: float = 0.5) -> lis
 
 def test_healthz_needs_no_token(client):
     r = client.get("/healthz")
-    assert r.status_code == 200 and r.json() == {"ok": True}
+    assert r.status_code == 200 and r.json()["ok"] and r.json()["database"] == "ok"
+    assert r.json()["storage"]["behind"] == 0
 
 
 @pytest.mark.parametrize("method, path", [
@@ -191,9 +192,9 @@ def test_generated_token_is_kept_in_the_database(db, recognizer, monkeypatch, ca
     with TestClient(create_app(db, recognizer)) as c:
         assert capsys.readouterr().out == ""  # printed once, at the first start
         assert c.get("/api/sessions", headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    monkeypatch.setenv("MOODLENS_TOKEN", "from-env")
+    monkeypatch.setenv("MOODLENS_TOKEN", "from-the-environment")
     with TestClient(create_app(db, recognizer)) as c:
-        assert c.get("/api/sessions", headers={"Authorization": "Bearer from-env"}).status_code == 200
+        assert c.get("/api/sessions", headers={"Authorization": "Bearer from-the-environment"}).status_code == 200
         assert c.get("/api/sessions", headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
 

@@ -14,6 +14,7 @@ from moodlens.faces import Face
 
 pytest.importorskip("fastapi")
 
+from moodlens.journal import Journal  # noqa: E402
 from moodlens.store import Store  # noqa: E402
 from moodlens.web.live import GalleryTiles, Latest, LiveParticipant, Recorder, spark  # noqa: E402
 
@@ -136,7 +137,8 @@ def test_recorder_batches_and_survives_a_failing_write(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'x.db'}")
     session = store.create_session("s", FER2013_CLASSES)
     pid = store.add_participant(session.id, "Ana", "student").id
-    recorder = Recorder(store, batch_s=0.05)
+    journal = Journal(store, tmp_path / "x.journal")
+    recorder = Recorder(journal, batch_s=0.05)
     recorder.put(session.id, [SecondRecord(0, pid, "happy", {"happy": 1.0}, 1)])
     recorder.put(999, [SecondRecord(0, 12345, "happy", {"happy": 1.0}, 1)])  # no such participant
     recorder.put(session.id, [SecondRecord(1, pid, "sad", {"sad": 1.0}, 1)])
@@ -144,6 +146,6 @@ def test_recorder_batches_and_survives_a_failing_write(tmp_path):
     recorder.flush()
     assert time.perf_counter() - start < 5
     assert [r.second for r in store.seconds(session.id)] == [0, 1]
-    assert recorder.failures == 1
+    assert journal.dropped == 1 and journal.behind == 0  # a write that can never succeed is not kept
     recorder.close()
     store.close()

@@ -19,6 +19,31 @@ def _recognizer(args):
     return Recognizer(model=args.model, detector=args.detector)
 
 
+def _writable_file(target: str) -> Path:
+    """``target`` if a file can be written there; checked before long work, so a bad path is
+    said at once instead of after processing a whole video."""
+    path = Path(target)
+    if path.is_dir():
+        raise MoodLensError(f"{target}: is a folder; give a file name")
+    if not path.resolve().parent.is_dir():
+        raise MoodLensError(f"{target}: its folder does not exist")
+    if not os.access(path.resolve().parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise MoodLensError(f"{target}: cannot write there (read-only or no permission)")
+    return path
+
+
+def _writable_folder(target: str) -> Path:
+    """The folder ``target``, made if missing, that files can be written into."""
+    folder = Path(target)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MoodLensError(f"{target}: cannot make this folder ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise MoodLensError(f"{target}: cannot write there (read-only or no permission)")
+    return folder
+
+
 def _needs_train_extra():
     try:
         import torch  # noqa: F401
@@ -50,6 +75,12 @@ def cmd_evaluate(args) -> int:
     from moodlens.evaluate import evaluate, format_extras
     from moodlens.metrics import format_report
 
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise MoodLensError("--plot needs matplotlib: pip install 'moodlens[train]' (or matplotlib)") from None
+        _writable_file(args.plot)
     report = evaluate(args.data, args.split, args.model, tta=args.tta, ferplus=args.ferplus, plot=args.plot,
                       corruptions=args.corruptions, progress=not args.json)
     print(json.dumps(report) if args.json else "\n".join(filter(None, [format_report(report), format_extras(report)])))
@@ -71,10 +102,8 @@ def cmd_image(args) -> int:
     from moodlens.annotate import annotate
     from moodlens.sources import read_image
 
+    out_dir = _writable_folder(args.out) if args.out else None
     recognizer = _recognizer(args)
-    out_dir = Path(args.out) if args.out else None
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
     results, failed = [], 0
     for path in args.paths:
         try:
@@ -87,7 +116,13 @@ def cmd_image(args) -> int:
         results.append({"path": str(path), "faces": [f.to_dict() for f in faces]})
         if out_dir:
             target = out_dir / (Path(path).stem + "_moodlens.png")
-            cv2.imwrite(str(target), annotate(image, faces))
+            try:
+                written = cv2.imwrite(str(target), annotate(image, faces))
+            except cv2.error:
+                written = False
+            if not written:
+                print(f"moodlens: error: {target}: could not be written", file=sys.stderr)
+                failed += 1
         if not args.json:
             summary = ", ".join(f"{f.emotion or f.status} {f.confidence:.0%}" for f in faces) or "no faces"
             print(f"{path}: {len(faces)} face(s): {summary}")
@@ -105,8 +140,8 @@ def cmd_video(args) -> int:
     from moodlens.sources import VideoFile
 
     for target in (args.out, args.timeline):
-        if target and not Path(target).resolve().parent.is_dir():
-            raise MoodLensError(f"{target}: its folder does not exist")
+        if target:
+            _writable_file(target)
     recognizer = _recognizer(args)
     source = VideoFile(args.path)
     timeline = Timeline(recognizer.classes)
@@ -126,7 +161,10 @@ def cmd_video(args) -> int:
             writer.release()
     timeline.flush()
     if args.timeline:
-        timeline.write(args.timeline)
+        try:
+            timeline.write(args.timeline)
+        except OSError as exc:
+            raise MoodLensError(f"{args.timeline}: cannot write the timeline ({exc.strerror})") from None
     tracks = {r.track_id for r in timeline.records}
     from moodlens.aggregate import mood
 
@@ -165,12 +203,41 @@ def cmd_webcam(args) -> int:
     return 0
 
 
-def cmd_serve(args) -> int:
+def _web_extra():
     try:
-        from moodlens.web.server import serve
+        from moodlens.web import server
     except ImportError as e:
         raise MoodLensError(f"the web app needs the `web` extra: pip install 'moodlens[web]' ({e.name} missing)") from None
-    serve(args.host, args.port, args.db, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+    return server
+
+
+def cmd_serve(args) -> int:
+    server = _web_extra()
+    if args.max_participants < 1:
+        raise MoodLensError(f"--max-participants must be at least 1, not {args.max_participants}")
+    limits = server.Limits(participants=args.max_participants)
+    server.serve(args.host, args.port, args.db, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
+                 self_signed=args.self_signed, trusted_proxies=args.trusted_proxies, limits=limits)
+    return 0
+
+
+def cmd_token(args) -> int:
+    _web_extra()
+    from moodlens.store import Store, database_url
+    from moodlens.web.auth import reset_teacher_token
+
+    store = Store(database_url(args.db))
+    try:
+        if not args.reset:
+            print("the teacher token is shown only when it is made; `moodlens token --reset` makes a new one "
+                  "(and logs every teacher out)")
+            return 0
+        token = reset_teacher_token(store)
+    finally:
+        store.close()
+    print(f"new teacher token (shown only now; restart a running `moodlens serve` to use it): {token}")
+    if os.environ.get("MOODLENS_TOKEN"):
+        print("note: MOODLENS_TOKEN is set, and a server started with it uses that token instead")
     return 0
 
 
@@ -292,14 +359,30 @@ def build_parser() -> argparse.ArgumentParser:
     engine_options(sp)
     sp.set_defaults(func=cmd_webcam)
 
+    db_help = ("database: a file path, or postgresql://user:pass@host/name (default: moodlens.db in the per-user "
+               "data folder, e.g. ~/.local/share/moodlens; MOODLENS_DATA moves it)")
     sp = sub.add_parser("serve", help="web app: live camera, uploads, class dashboard (extra `web`)")
-    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this computer "
+                    "only; 0.0.0.0 for the classroom network)")
     sp.add_argument("--port", type=int, default=8000)
-    sp.add_argument("--db", help="database URL (default: SQLite file moodlens.db; postgresql://... for PostgreSQL)")
+    sp.add_argument("--db", help=db_help)
     sp.add_argument("--ssl-certfile", help="serve https (browsers give other computers' pages the camera only "
                     "over https)")
     sp.add_argument("--ssl-keyfile", help="private key for --ssl-certfile")
+    sp.add_argument("--self-signed", action="store_true", help="serve https with a self-signed certificate for "
+                    "this computer, made once in the data folder (each browser warns once)")
+    sp.add_argument("--trusted-proxies", help="comma-separated addresses of reverse proxies whose X-Forwarded-For/"
+                    "-Proto are believed (default: none; MOODLENS_TRUSTED_PROXIES)")
+    sp.add_argument("--max-participants", type=int, default=200, help="most participants in one class session "
+                    "(default: %(default)s)")
     sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser("token", help="the teacher's token: --reset makes a new one (extra `web`)",
+                        description="The teacher token is printed once, at the first start. A lost one is "
+                        "replaced with --reset, which also logs every teacher out.")
+    sp.add_argument("--reset", action="store_true", help="make, store and print a new teacher token")
+    sp.add_argument("--db", help=db_help)
+    sp.set_defaults(func=cmd_token)
 
     sp = sub.add_parser("desktop", help="desktop window for a camera or video file (extra `desktop`)")
     sp.add_argument("source", nargs="?", help="camera index or video file (default: camera 0)")
@@ -309,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("benchmark", help="speed of the detector, classifier and whole pipeline on this machine")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--repeat", type=int, default=30, help="timed runs per figure (default: %(default)s)")
-    sp.add_argument("--media", help="folder with the test photos (default: ../shared/media of a source checkout)")
+    sp.add_argument("--media", default=os.environ.get("MOODLENS_MEDIA"),
+                    help="folder with the test photos (default: MOODLENS_MEDIA, else ../shared/media of a source checkout)")
     engine_options(sp)
     sp.set_defaults(func=cmd_benchmark)
     return p

@@ -6,6 +6,7 @@ consumer processes the present instead of falling further and further behind.
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,69 @@ class SourceError(MoodLensError):
     """A missing, unreadable or unsupported image, video or camera."""
 
 
+IMAGE_TYPES = ("jpeg", "png", "webp", "bmp")
+# The most pixels an image file may declare (a 16k x 16k photo). Read from the header before
+# decoding: a small PNG can declare 100000x100000 pixels and unpack to gigabytes.
+MAX_PIXELS = 2**28
+
+
+def image_header(data: bytes) -> tuple[str, int, int] | None:
+    """``(type, width, height)`` of a JPEG, PNG, WebP or BMP from its first bytes; None for
+    another type.
+
+    Raises:
+        ValueError: a header that cannot be read.
+    """
+    head = data[:32]
+    try:
+        if head.startswith(b"\x89PNG\r\n\x1a\n"):
+            width, height = struct.unpack(">II", data[16:24])
+            return "png", width, height
+        if head.startswith(b"\xff\xd8"):
+            return ("jpeg", *_jpeg_size(data))
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            return ("webp", *_webp_size(data))
+        if head.startswith(b"BM"):
+            width, height = struct.unpack("<ii", data[18:26])
+            return "bmp", abs(width), abs(height)
+    except (struct.error, IndexError) as exc:
+        raise ValueError(f"damaged image header ({exc})") from None
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            raise ValueError("bad JPEG marker")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[i + 5:i + 9])
+            return width, height
+        i += 2 + length
+    raise ValueError("no JPEG frame header")
+
+
+def _webp_size(data: bytes) -> tuple[int, int]:
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if chunk == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if chunk == b"VP8 ":
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    raise ValueError("unknown WebP chunk")
+
+
 def read_image(image: str | Path | np.ndarray) -> np.ndarray:
     """A BGR uint8 image from a path or an array (grey and BGRA arrays are converted)."""
     if isinstance(image, np.ndarray):
@@ -34,15 +98,26 @@ def read_image(image: str | Path | np.ndarray) -> np.ndarray:
     path = Path(image)
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
-    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if frame is None:
-        raise SourceError(f"{path}: not a readable image")
-    return frame
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read it ({exc.strerror})") from None
+    try:
+        header = image_header(data)
+    except ValueError:
+        raise SourceError(f"{path}: not a readable image (its header is damaged)") from None
+    if header is not None and header[1] * header[2] > MAX_PIXELS:
+        raise SourceError(f"{path}: {header[1]}x{header[2]} pixels is more than this reads "
+                          f"({MAX_PIXELS:,} pixels at most)")
+    return decode_image(data, str(path))  # decoded like an upload: a cut-short file is refused, not half-read
 
 
 def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
     """A BGR image from encoded bytes (an upload)."""
-    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    try:
+        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    except cv2.error:  # OpenCV's own size limit, for types whose header is not read above
+        frame = None
     if frame is None:
         raise SourceError(f"{name}: not a readable image")
     return frame

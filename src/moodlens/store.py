@@ -21,6 +21,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -182,11 +183,16 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def database_url(db: str | Path | None, default: str | Path = "moodlens.db") -> str:
-    """A SQLAlchemy URL from what a user types: None (``./moodlens.db``), a file path, a
-    ``sqlite://`` URL or a ``postgresql://`` URL (served by psycopg 3)."""
-    if db is None or (isinstance(db, Path)) or "://" not in str(db):
-        return f"sqlite:///{Path(db if db is not None else default).resolve()}"
+def database_url(db: str | Path | None) -> str:
+    """A SQLAlchemy URL from what a user types: None (``moodlens.db`` in the per-user data
+    folder, :func:`moodlens.paths.data_dir`), a file path, a ``sqlite://`` URL or a
+    ``postgresql://`` URL (served by psycopg 3)."""
+    if db is None:
+        from moodlens.paths import data_dir
+
+        return f"sqlite:///{data_dir() / 'moodlens.db'}"
+    if isinstance(db, Path) or "://" not in str(db):
+        return f"sqlite:///{Path(db).resolve()}"
     db = str(db)
     for prefix in ("postgresql://", "postgres://"):
         if db.startswith(prefix):
@@ -196,9 +202,22 @@ def database_url(db: str | Path | None, default: str | Path = "moodlens.db") -> 
     raise StoreError(f"unsupported database URL {db.split('://')[0]}://...; use a file path, sqlite:// or postgresql://")
 
 
+def journal_path(url: str) -> Path:
+    """Where seconds wait while the database at ``url`` cannot take them
+    (:mod:`moodlens.journal`): beside a SQLite file, else in the per-user data folder."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return Path(parsed.database).resolve().with_name(Path(parsed.database).name + ".journal")
+    from moodlens.paths import data_dir
+
+    return data_dir() / "journal" / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}.journal"
+
+
 def _sqlite_engine(url: str) -> Engine:
     memory = url in ("sqlite://", "sqlite:///:memory:")
-    kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    # 30 s of waiting for a lock, unless the URL says otherwise (``?timeout=``)
+    timeout = {} if "timeout" in sa.engine.make_url(url).query else {"timeout": 30}
+    kwargs: dict = {"connect_args": {"check_same_thread": False, **timeout}}
     if memory:
         kwargs["poolclass"] = sa.pool.StaticPool
     engine = sa.create_engine(url, **kwargs)
@@ -243,19 +262,24 @@ class Store:
         try:
             self.engine = create_engine(url)
         except (sa.exc.ArgumentError, ImportError, ValueError) as exc:  # a bad URL, an unknown or missing driver
-            raise StoreError(f"cannot use the database {_shown(url)}: {_one_line(exc)}") from None
+            raise StoreError(f"cannot use the database {shown_url(url)}: {_one_line(exc)}") from None
         try:
             self._upsert = self._upsert_for(self.engine.dialect.name)  # before anything is written
             self.version = migrate(self.engine, migrations)
         except sa.exc.DBAPIError as exc:  # a file that cannot be opened, a server that cannot be reached
             self.engine.dispose()
-            raise StoreError(f"cannot open the database {_shown(url)}: {_one_line(exc)}") from None
+            raise StoreError(f"cannot open the database {shown_url(url)}: {_one_line(exc)}") from None
         except Exception:
             self.engine.dispose()
             raise
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def ping(self) -> None:
+        """Raises the driver's error when the database does not answer."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
 
     # settings
     def get_setting(self, key: str) -> str | None:
@@ -269,12 +293,24 @@ class Store:
             else:
                 conn.execute(settings.insert().values(key=key, value=value))
 
+    def settings_like(self, prefix: str) -> dict[str, str]:
+        """Every setting whose key starts with ``prefix``."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(sa.select(settings.c.key, settings.c.value)
+                                     .where(settings.c.key.startswith(prefix, autoescape=True))).all())
+
+    def delete_settings(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        if keys:
+            with self.engine.begin() as conn:
+                conn.execute(settings.delete().where(settings.c.key.in_(keys)))
+
     # sessions
     def create_session(self, title: str, classes: Iterable[str], kind: str = "class",
                        started_at: float | None = None) -> Session:
         """A new open session with a fresh join code."""
         started_at = time.time() if started_at is None else started_at
-        classes = tuple(classes)
+        classes, title = tuple(classes), safe_text(title, 200)
         for _ in range(20):
             code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
             try:
@@ -311,6 +347,21 @@ class Store:
             return [{**_session(row).to_dict(), "participants": row.participants or 0, "seconds": row.seconds or 0}
                     for row in conn.execute(query)]
 
+    def end_interrupted(self, kind: str = "video") -> list[int]:
+        """End the open sessions of ``kind`` that a stopped server left open (a video whose
+        analysis a crash cut short): ended at their last stored second, titled "(interrupted)"."""
+        last = (sa.select(seconds.c.session_id, sa.func.max(seconds.c.second).label("last"))
+                .group_by(seconds.c.session_id).subquery())
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(sessions.c.id, sessions.c.title, sessions.c.started_at, last.c.last)
+                                .outerjoin(last, last.c.session_id == sessions.c.id)
+                                .where(sessions.c.ended_at.is_(None) & (sessions.c.kind == kind))).all()
+            for row in rows:
+                conn.execute(sessions.update().where(sessions.c.id == row.id).values(
+                    ended_at=row.started_at + (row.last + 1 if row.last is not None else 0),
+                    title=f"{row.title} (interrupted)"))
+        return [row.id for row in rows]
+
     def end_session(self, session_id: int, ended_at: float | None = None) -> None:
         with self.engine.begin() as conn:
             conn.execute(sessions.update().where((sessions.c.id == session_id) & sessions.c.ended_at.is_(None))
@@ -326,7 +377,7 @@ class Store:
     # participants
     def add_participant(self, session_id: int, name: str, source: str, token: str | None = None,
                         joined_at: float | None = None) -> Participant:
-        joined_at = time.time() if joined_at is None else joined_at
+        joined_at, name = time.time() if joined_at is None else joined_at, safe_text(name, 120)
         with self.engine.begin() as conn:
             pid = conn.execute(participants.insert().values(
                 session_id=session_id, name=name, source=source, joined_at=joined_at,
@@ -347,7 +398,7 @@ class Store:
         """Rename a participant; False if there is none with this id."""
         with self.engine.begin() as conn:
             return conn.execute(participants.update().where(participants.c.id == participant_id)
-                                .values(name=name)).rowcount > 0
+                                .values(name=safe_text(name, 120))).rowcount > 0
 
     # per-second records
     def add_seconds(self, session_id: int, records: Iterable[SecondRecord]) -> int:
@@ -390,7 +441,7 @@ class Store:
         writer = csv.writer(out)
         writer.writerow(["second", "participant_id", "participant", "emotion", "frames", *session.classes])
         for r in self.seconds(session_id):
-            writer.writerow([r.second, r.track_id, names.get(r.track_id, ""), r.emotion or "", r.frames,
+            writer.writerow([r.second, r.track_id, _no_formula(names.get(r.track_id, "")), r.emotion or "", r.frames,
                              *(r.scores.get(c, "") for c in session.classes)])
         return out.getvalue()
 
@@ -410,8 +461,27 @@ class Store:
             where=seconds.c.frames < stmt.excluded.frames)
 
 
-def _shown(url: str) -> str:
-    """A database URL for messages, without its password."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def safe_text(value: str, limit: int) -> str:
+    """A one-line name or title any database stores: control characters (NUL among them, which
+    PostgreSQL refuses) become spaces, lone UTF-16 surrogates (which UTF-8 cannot encode) become
+    U+FFFD, runs of spaces one space; at most ``limit`` characters."""
+    value = _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", str(value)))
+    return re.sub(r"\s+", " ", value).strip()[:limit]
+
+
+def _no_formula(text: str) -> str:
+    """A cell a spreadsheet shows as text, never runs as a formula (OWASP's CSV injection rule)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def shown_url(url: str) -> str:
+    """A database URL for messages, without its password (a SQLite URL as its file's path)."""
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///"):]
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:

@@ -14,7 +14,6 @@ session's live counts that the dashboard reads.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import queue
 import threading
@@ -24,10 +23,9 @@ from collections.abc import Callable, Sequence
 
 from moodlens.aggregate import NO_FACE, SecondRecord, Timeline, attention_flags
 from moodlens.faces import Face, Frame
+from moodlens.journal import Journal
 from moodlens.recognizer import FaceStream, Recognizer
-from moodlens.store import Participant, Session, Store
-
-log = logging.getLogger("moodlens.web")
+from moodlens.store import Participant, Session
 
 OFFLINE = "offline"  # a student with the camera off, or a gallery tile when the share has ended
 
@@ -61,13 +59,13 @@ class Latest:
 
 
 class Recorder:
-    """Writes closed seconds to the store on its own thread, in batches, so neither the event
-    loop nor the recognition workers wait for the database."""
+    """Writes closed seconds on its own thread, in batches, so neither the event loop nor the
+    recognition workers wait for the database; what the database cannot take yet waits in the
+    :class:`~moodlens.journal.Journal` and is written as soon as it can be."""
 
-    def __init__(self, store: Store, batch_s: float = 0.5):
-        self.store, self.batch_s = store, batch_s
+    def __init__(self, journal: Journal, batch_s: float = 0.5, retry_s: float = 1.0):
+        self.journal, self.batch_s, self.retry_s = journal, batch_s, retry_s
         self._queue: queue.Queue = queue.Queue()
-        self.failures = 0
         self._thread = threading.Thread(target=self._run, name="moodlens-recorder", daemon=True)
         self._thread.start()
 
@@ -76,16 +74,21 @@ class Recorder:
             self._queue.put((session_id, list(records)))
 
     def flush(self) -> None:
-        """Wait until everything put so far is written."""
+        """Wait until everything put so far is written, or kept in the journal."""
         self._queue.join()
+        self.journal.replay()
 
     def close(self) -> None:
         self._queue.put(None)
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=60)
 
     def _run(self) -> None:
         while True:
-            items = [self._queue.get()]
+            try:  # while seconds wait in the journal, wake up to retry them
+                items = [self._queue.get(timeout=self.retry_s if self.journal.behind else None)]
+            except queue.Empty:
+                self.journal.replay()
+                continue
             deadline = time.monotonic() + self.batch_s
             while items[-1] is not None and time.monotonic() < deadline:
                 try:
@@ -97,24 +100,14 @@ class Recorder:
             for item in items:
                 if item is not None:
                     batches.setdefault(item[0], []).extend(item[1])
+            if self.journal.behind:
+                self.journal.replay()
             for session_id, records in batches.items():
-                self._write(session_id, records)
+                self.journal.write(session_id, records)
             for _ in items:
                 self._queue.task_done()
             if stop:
                 return
-
-    def _write(self, session_id: int, records: list[SecondRecord]) -> None:
-        for attempt in range(3):
-            try:
-                self.store.add_seconds(session_id, records)
-                return
-            except Exception as exc:  # a deleted session, a database restart: log, retry, go on
-                if attempt == 2:
-                    self.failures += 1
-                    log.error("could not store %d seconds of session %d: %s", len(records), session_id, exc)
-                else:
-                    time.sleep(0.2 * (attempt + 1))
 
 
 class LiveParticipant:

@@ -1,6 +1,6 @@
 """The MoodLens web app: pages, a JSON API and WebSockets, on FastAPI and uvicorn.
 
-    moodlens.web.server.serve(port=8000)                   # SQLite in ./moodlens.db
+    moodlens.web.server.serve(port=8000)                   # SQLite in the per-user data folder
     moodlens.web.server.serve(db="postgresql://u:p@host/moodlens")
 
 ``create_app`` builds the app for tests and embedding. Recognition runs on worker threads, never
@@ -10,11 +10,14 @@ on the event loop; see :mod:`moodlens.web.live` for how live frames are schedule
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import ipaddress
 import logging
 import os
 import re
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -26,8 +29,7 @@ from typing import Annotated
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile, WebSocket
 from fastapi import Path as PathParam
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -35,11 +37,14 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from moodlens.annotate import hex_colors
 from moodlens.classify import EmotionModel
 from moodlens.detect import create_detector
+from moodlens.errors import MoodLensError
+from moodlens.journal import Journal, database_unavailable
 from moodlens.recognizer import Recognizer
-from moodlens.store import Session, Store, database_url
-from moodlens.web.auth import STUDENT_COOKIE, TEACHER_COOKIE, Auth, teacher_token
+from moodlens.store import Session, Store, database_url, journal_path, safe_text, shown_url
+from moodlens.web.auth import LOGIN_COOKIE, LOGIN_S, STUDENT_COOKIE, Auth, client_address, teacher_token
 from moodlens.web.dashboard import review
 from moodlens.web.live import GalleryTiles, Latest, LiveSession, Recorder
+from moodlens.web.security import Guard, Recent, Throttle, install_error_handlers, page_response, same_origin
 from moodlens.web.uploads import Limits, UploadError, VideoJobs, read_upload_image, video_type
 
 log = logging.getLogger("moodlens.web")
@@ -49,8 +54,15 @@ PAGES = HERE / "pages"
 PRIVACY = ("MoodLens keeps only numbers: for each participant and each second, the share of each emotion "
            "and the most likely one. Camera frames and faces are analysed in memory and never stored; an "
            "uploaded video is deleted as soon as it has been analysed.")
-# WebSocket close codes (4000-4999 are the application's own)
+# WebSocket close codes (4000-4999 are the application's own); a refused handshake is accepted
+# and then closed with its code, since a handshake refused outright reaches the browser as a
+# bare HTTP 403 with no reason
 CLOSE_UNAUTHORISED, CLOSE_ENDED, CLOSE_NOT_FOUND = 4401, 4000, 4404
+# A connection uses at most 1/FAIR_SHARE of a recognition worker: after a frame that took t CPU
+# seconds, its next one waits (FAIR_SHARE - 1) * t, so costly frames slow only their sender. CPU
+# time, not wall time: on a machine busy with other work a cheap frame can take long to finish,
+# and that must not hold back its sender.
+FAIR_SHARE = 4
 # A row id in a URL: bounded to what the database's 64-bit integers hold, so a huge number is
 # a 422, never an overflow inside the database driver.
 RowId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
@@ -66,14 +78,20 @@ class MoodLens:
     """Everything the routes share: store, recognizer, worker pools, live sessions, uploads."""
 
     def __init__(self, store: Store, recognizer: Recognizer, token_hash: str, limits: Limits, workers: int,
-                 clock: Callable[[], float]):
-        self.store, self.recognizer, self.limits, self.clock = store, recognizer, limits, clock
+                 clock: Callable[[], float], journal: Path, uploads: Path):
+        self.store, self.recognizer, self.limits, self.clock, self.uploads = store, recognizer, limits, clock, uploads
         self.auth = Auth(token_hash, store)
+        # wrong join codes per address; an address over the limit may still use the codes it
+        # has joined with (a class behind one NAT keeps joining while a guesser there is stopped)
+        self.join_failures, self.joined = Throttle(limits.join_failures), Recent()
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="moodlens-recognize")
         self.video_pool = ThreadPoolExecutor(1, thread_name_prefix="moodlens-video")
-        self.recorder = Recorder(store)
+        self.journal = Journal(store, journal)
+        self.recorder = Recorder(self.journal)
         self.videos = VideoJobs(recognizer, store, self.video_pool, limits)
         self.live: dict[int, LiveSession] = {}
+        # class sessions a stopped server left open, until someone connects to them again
+        self.left_open = {s["id"] for s in store.list_sessions() if s["open"] and s["kind"] == "class"}
         self.sockets: dict[int, set[WebSocket]] = {}
         self._lock = threading.Lock()
 
@@ -125,6 +143,11 @@ class MoodLens:
         self.recorder.close()
         self.store.close()
 
+    def storage(self) -> dict:
+        """Whether per-second records are reaching the database: ``behind`` of them wait in the
+        journal since ``behind_since``."""
+        return {"behind": self.journal.behind, "behind_since": self.journal.behind_since}
+
 
 # --- connections -----------------------------------------------------------------------------
 
@@ -148,23 +171,36 @@ async def run_frames(ws: WebSocket, ml: MoodLens, process: Callable[[bytes, floa
     slot = Latest()
     loop = asyncio.get_running_loop()
 
+    cpu = [0.0]  # CPU seconds of the last frame
+
+    def timed(data: bytes, t: float) -> dict:
+        begin = time.thread_time()
+        try:
+            return process(data, t)
+        finally:
+            cpu[0] = time.thread_time() - begin
+
     async def work() -> None:
         while (item := await slot.get()) is not None:
             seq, t, received, data = item
             started = time.perf_counter()
             try:
-                reply = await loop.run_in_executor(ml.pool, process, data, t)
+                reply = await loop.run_in_executor(ml.pool, timed, data, t)
             except UploadError as exc:
                 reply = {"error": exc.message, "status": exc.status}
             except Exception as exc:  # a bug in recognition must not kill the connection
-                log.exception("frame %d failed", seq)
-                reply = {"error": f"could not analyse the frame ({type(exc).__name__})", "status": 500}
+                if database_unavailable(exc):
+                    reply = {"error": "the database is unavailable; try again in a moment", "status": 503}
+                else:
+                    log.exception("frame %d failed", seq)
+                    reply = {"error": f"could not analyse the frame ({type(exc).__name__})", "status": 500}
             reply.update(seq=seq, dropped=slot.dropped, queue_ms=round((started - received) * 1e3, 1),
                          ms=round((time.perf_counter() - started) * 1e3, 1))
             try:
                 await ws.send_json(reply)
             except (WebSocketDisconnect, RuntimeError):
                 return
+            await asyncio.sleep((FAIR_SHARE - 1) * cpu[0])
 
     worker = asyncio.create_task(work())
     seq = 0
@@ -196,25 +232,40 @@ def _main_face(faces):
 
 def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, token: str | None = None, *,
                limits: Limits | None = None, workers: int | None = None,
-               clock: Callable[[], float] = time.time) -> FastAPI:
+               clock: Callable[[], float] = time.time, trusted_proxies: str | None = None) -> FastAPI:
     """The web app on the database at ``db_url`` (a SQLAlchemy URL or what
-    :func:`moodlens.store.database_url` accepts; None: ``./moodlens.db``).
+    :func:`moodlens.store.database_url` accepts; None: ``moodlens.db`` in the per-user data folder).
 
     Args:
         recognizer: shared by all connections (default: :func:`default_recognizer`).
         token: the teacher's token (default: ``MOODLENS_TOKEN``, the one whose hash is stored, or
             a new one, printed once).
-        limits: upload limits.
+        limits: upload, frame, join and participant limits.
         workers: recognition threads (default: 2, or 1 on a one-core machine).
         clock: wall-clock time in seconds (tests move time on by hand).
+        trusted_proxies: addresses of reverse proxies whose ``X-Forwarded-For`` and
+            ``X-Forwarded-Proto`` are believed (comma-separated; default ``MOODLENS_TRUSTED_PROXIES``,
+            else none: every peer is taken as it connects).
+
+    Raises:
+        MoodLensError: an unusable database or a teacher token shorter than 16 characters.
     """
-    store = Store(database_url(db_url))
-    token_hash, generated = teacher_token(store, token)
+    url = database_url(db_url)
+    store = Store(url)
+    try:
+        token_hash, generated = teacher_token(store, token)
+    except MoodLensError:
+        store.close()
+        raise
     if generated:
         print(f"MoodLens teacher token (generated; shown only now, the database keeps its hash): {generated}",
               flush=True)
+    from moodlens.paths import data_dir
+
+    uploads = data_dir() / "uploads" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    _clean_interrupted(store, uploads)
     ml = MoodLens(store, recognizer or default_recognizer(), token_hash, limits or Limits(),
-                  workers or min(2, os.cpu_count() or 1), clock)
+                  workers or min(2, os.cpu_count() or 1), clock, journal_path(url), uploads)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -228,26 +279,25 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     app.state.moodlens = ml
     app.state.token_generated = generated is not None
     app.add_middleware(BodyLimit, limits=ml.limits, auth=ml.auth)
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(Guard, form_paths=("/login", *BodyLimit.UPLOADS))
+    trusted_proxies = trusted_proxies or os.environ.get("MOODLENS_TRUSTED_PROXIES")
+    if trusted_proxies:  # outermost: everything after it sees the client the proxy names
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException):
-        if exc.status_code == 401 and not request.url.path.startswith("/api/"):
-            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-        return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted_proxies)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    install_error_handlers(app)
 
     @app.exception_handler(UploadError)
     async def _upload_error(_request: Request, exc: UploadError):
         return JSONResponse({"error": exc.message}, exc.status)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError):
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}"
-                             for e in exc.errors())
-        return JSONResponse({"error": problems or "invalid request"}, 422)
-
     def teacher(request: Request) -> None:
+        # a logged-in teacher goes on even when a guesser shares their address; tokens are not checked
+        throttled = ml.auth.throttled(request)
         if not ml.auth.is_teacher(request):
+            if throttled:
+                raise HTTPException(429, "too many wrong teacher tokens from this address; wait a minute")
             raise HTTPException(401, "log in as the teacher first")
 
     def session_or_404(session_id: int) -> Session:
@@ -263,7 +313,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
                 return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
             if who == "student" and ml.auth.student(request) is None:
                 return RedirectResponse("/join", status_code=303)
-            return FileResponse(PAGES / name, headers={"Cache-Control": "no-store"})
+            return page_response(PAGES / name, request.headers.get("host", ""))
         return show
 
     for path, name, who in [("/", "index.html", "teacher"), ("/live", "live.html", "teacher"),
@@ -274,22 +324,34 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         app.add_api_route(path, page(name, who), methods=["GET"], include_in_schema=False)
 
     @app.get("/healthz")
-    async def healthz() -> dict:
-        return {"ok": True}
+    async def healthz() -> Response:
+        """Open to anyone: whether the database answers, and how many seconds wait for it."""
+        try:
+            await run_in_threadpool(ml.store.ping)
+            ok = True
+        except Exception as exc:  # the details (hosts, ports) go to the log, not to anyone who asks
+            log.warning("health check: the database does not answer: %s", str(exc).strip().splitlines()[:1])
+            ok = False
+        return JSONResponse({"ok": ok, "database": "ok" if ok else "unavailable", "storage": ml.storage()},
+                            200 if ok else 503)
 
     @app.post("/login", include_in_schema=False)
-    async def login(token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/") -> Response:
-        if not ml.auth.is_teacher_token(token):
+    async def login(request: Request, token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/") -> Response:
+        if ml.auth.throttled(request):
+            return RedirectResponse("/login?error=wait", status_code=303)
+        if not ml.auth.check_token(request, token):
             return RedirectResponse("/login?error=1", status_code=303)
         target = next if re.fullmatch(r"/(?!/)[\w\-/]*", next) else "/"
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(TEACHER_COOKIE, token.strip(), max_age=12 * 3600, httponly=True, samesite="strict")
+        response.set_cookie(LOGIN_COOKIE, await run_in_threadpool(ml.auth.login), max_age=LOGIN_S, httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https")
         return response
 
     @app.get("/logout", include_in_schema=False)
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        await run_in_threadpool(ml.auth.logout, request)
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(TEACHER_COOKIE)
+        response.delete_cookie(LOGIN_COOKIE)
         response.delete_cookie(STUDENT_COOKIE)
         return response
 
@@ -322,13 +384,15 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         video_type(await file.read(16))
         await file.seek(0)
         suffix = Path(file.filename or "").suffix.lower()
-        fd, name = tempfile.mkstemp(prefix="moodlens-", suffix=suffix if re.fullmatch(r"\.\w{1,5}", suffix) else "")
+        ml.uploads.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="moodlens-", suffix=suffix if re.fullmatch(r"\.\w{1,5}", suffix) else "",
+                                    dir=ml.uploads)
         try:
             with os.fdopen(fd, "wb") as out:
                 await run_in_threadpool(shutil.copyfileobj, file.file, out, 2**20)
             if Path(name).stat().st_size > ml.limits.video_bytes:
                 raise UploadError(413, f"video larger than {ml.limits.video_bytes // 2**20} MB")
-            job = await run_in_threadpool(ml.videos.submit, Path(name), (file.filename or "video")[:120])
+            job = await run_in_threadpool(ml.videos.submit, Path(name), safe_text(file.filename or "", 120) or "video")
         except BaseException:
             Path(name).unlink(missing_ok=True)
             raise
@@ -346,13 +410,14 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     @app.get("/api/sessions")
     async def list_sessions(request: Request) -> dict:
         teacher(request)
-        return {"sessions": await run_in_threadpool(ml.store.list_sessions)}
+        sessions = await run_in_threadpool(ml.store.list_sessions)
+        return {"sessions": [{**s, "left_open": s["open"] and s["id"] in ml.left_open} for s in sessions]}
 
     @app.post("/api/sessions", status_code=201)
     async def create_session(request: Request) -> dict:
         teacher(request)
         body = await _json(request)
-        title = str(body.get("title") or "").strip()[:120] or time.strftime("Class %Y-%m-%d %H:%M")
+        title = safe_text(body.get("title") or "", 120) or time.strftime("Class %Y-%m-%d %H:%M")
         session = await run_in_threadpool(ml.store.create_session, title, ml.recognizer.classes, "class", ml.clock())
         ml.live_session(session)
         return {"session": session.to_dict()}
@@ -363,7 +428,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         session = await run_in_threadpool(session_or_404, session_id)
         live = ml.live_session(session)
         if live is not None:
-            return await run_in_threadpool(live.snapshot)
+            return {**await run_in_threadpool(live.snapshot), "storage": ml.storage()}
         return await run_in_threadpool(review, ml.store, session)
 
     @app.post("/api/sessions/{session_id}/end")
@@ -402,7 +467,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     @app.patch("/api/participants/{participant_id}")
     async def rename(request: Request, participant_id: RowId) -> dict:
         teacher(request)
-        name = str((await _json(request)).get("name") or "").strip()[:60]
+        name = safe_text((await _json(request)).get("name") or "", 60)
         if not name:
             raise HTTPException(400, "name must not be empty")
         if not await run_in_threadpool(ml.store.rename_participant, participant_id, name):
@@ -416,26 +481,30 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     # students
     @app.post("/api/join")
     async def join(request: Request) -> Response:
-        client = request.client.host if request.client else "?"
-        if ml.auth.too_many_failures(client):
-            raise HTTPException(429, "too many wrong codes; wait a minute")
+        client = client_address(request)
         body = await _json(request)
-        code = re.sub(r"[^0-9A-Za-z]", "", str(body.get("code") or "")).upper()
-        name = re.sub(r"\s+", " ", str(body.get("name") or "")).strip()[:40]
+        code = re.sub(r"[^0-9A-Za-z]", "", str(body.get("code") or ""))[:16].upper()
+        if (client, code) not in ml.joined and ml.join_failures.blocked(client):
+            raise HTTPException(429, "too many wrong codes from this address; wait a minute")
+        name = safe_text(body.get("name") or "", 40)
         if not name:
             raise HTTPException(400, "enter your name")
         session = await run_in_threadpool(ml.store.session_by_code, code) if code else None
         # only an open class session takes students (a video upload's session has a code too)
         live = await run_in_threadpool(ml.live_session, session) if session is not None else None
         if live is None:
-            ml.auth.failed(client)
+            ml.join_failures.hit(client)
             raise HTTPException(404, "no open session with this code")
+        if len(live.participants) >= ml.limits.participants:
+            raise HTTPException(429, f"this session is full ({ml.limits.participants} participants)")
+        ml.joined.add((client, code))
         token = secrets.token_urlsafe(24)
         participant = await run_in_threadpool(ml.store.add_participant, session.id, name, "student", token, ml.clock())
         live.add(participant)
         response = JSONResponse({"participant": participant.to_dict(), "token": token,
                                  "session": {"id": session.id, "title": session.title}})
-        response.set_cookie(STUDENT_COOKIE, token, max_age=12 * 3600, httponly=True, samesite="strict")
+        response.set_cookie(STUDENT_COOKIE, token, max_age=LOGIN_S, httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https")
         return response
 
     @app.get("/api/me")
@@ -449,14 +518,19 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
 
     # WebSockets
     def decode_frame(data: bytes):
-        """A live frame from a socket message, within the live-frame size limit."""
-        return read_upload_image(data, ml.limits, ml.limits.frame_bytes)
+        """A live frame from a socket message, within the live-frame byte and pixel limits
+        (read from its header, before decoding)."""
+        return read_upload_image(data, ml.limits, ml.limits.frame_bytes, ml.limits.frame_pixels)
+
+    async def refuse(ws: WebSocket, code: int, reason: str) -> None:
+        await ws.accept()
+        await ws.close(code, reason)
 
     @app.websocket("/ws/live")
     async def ws_live(ws: WebSocket) -> None:
         """The teacher's own camera: faces back, nothing stored."""
-        if not (ml.auth.is_teacher(ws) and ml.auth.same_origin(ws)):
-            return await ws.close(CLOSE_UNAUTHORISED)
+        if not (same_origin(ws.headers) and ml.auth.is_teacher(ws)):
+            return await refuse(ws, CLOSE_UNAUTHORISED, "log in as the teacher first")
         await ws.accept()
         stream, start = ml.recognizer.open_stream(), time.monotonic()
 
@@ -469,12 +543,12 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     @app.websocket("/ws/student")
     async def ws_student(ws: WebSocket) -> None:
         """A student's camera: their main face becomes their per-second records."""
-        student = ml.auth.student(ws)
-        if student is None or not ml.auth.same_origin(ws):
-            return await ws.close(CLOSE_UNAUTHORISED)
+        student = ml.auth.student(ws) if same_origin(ws.headers) else None
+        if student is None:
+            return await refuse(ws, CLOSE_UNAUTHORISED, "join the session first")
         live = await run_in_threadpool(ml.live_session, student.session_id)
         if live is None:
-            return await ws.close(CLOSE_ENDED)
+            return await refuse(ws, CLOSE_ENDED, "the session has ended")
         await ws.accept()
         me = live.add(student)
         stream = ml.recognizer.open_stream()
@@ -491,12 +565,12 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
 
     async def accept_teacher(ws: WebSocket, session_id: int) -> LiveSession | None:
         """Accept a teacher's socket on a live session; close it (and return None) otherwise."""
-        if not (ml.auth.is_teacher(ws) and ml.auth.same_origin(ws)):
-            await ws.close(CLOSE_UNAUTHORISED)
+        if not (same_origin(ws.headers) and ml.auth.is_teacher(ws)):
+            await refuse(ws, CLOSE_UNAUTHORISED, "log in as the teacher first")
             return None
         live = await run_in_threadpool(ml.live_session, session_id)
         if live is None:
-            await ws.close(CLOSE_NOT_FOUND)
+            await refuse(ws, CLOSE_NOT_FOUND, "no such open session")
             return None
         await ws.accept()
         return live
@@ -555,7 +629,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         reader = asyncio.create_task(drain())
         try:
             while not reader.done() and not live.ended:
-                await ws.send_json(await run_in_threadpool(live.snapshot))
+                await ws.send_json({**await run_in_threadpool(live.snapshot), "storage": ml.storage()})
                 await asyncio.wait([reader], timeout=1.0)
         except (WebSocketDisconnect, RuntimeError):
             pass
@@ -583,6 +657,7 @@ async def _attend(ws: WebSocket, ml: MoodLens, live: LiveSession, connect: Calla
     connection, whose open second is then stored. Both run on the event loop without awaiting,
     so a cancelled connection still counts itself off."""
     ml.sockets.setdefault(live.info.id, set()).add(ws)
+    ml.left_open.discard(live.info.id)
     connect()
     try:
         await run_frames(ws, ml, process, live.now)
@@ -592,10 +667,21 @@ async def _attend(ws: WebSocket, ml: MoodLens, live: LiveSession, connect: Calla
             ml.record(live, p.flush())
 
 
+def _clean_interrupted(store: Store, uploads: Path) -> None:
+    """What a server that stopped without closing (a crash, a power cut) left: uploaded videos
+    never analysed, and their sessions still open. Class sessions stay open: they go on."""
+    if uploads.is_dir():
+        for path in uploads.iterdir():
+            path.unlink(missing_ok=True)
+            log.warning("deleted %s, an upload a stopped server left unanalysed", path.name)
+    for session_id in store.end_interrupted("video"):
+        log.warning("ended video session %d, whose analysis a stopped server cut short", session_id)
+
+
 async def _json(request: Request) -> dict:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         raise HTTPException(400, "expected a JSON body") from None
     if not isinstance(body, dict):
         raise HTTPException(400, "expected a JSON object")
@@ -644,32 +730,107 @@ class BodyLimit:
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None, *,
-          ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> None:
+          ssl_certfile: str | None = None, ssl_keyfile: str | None = None, self_signed: bool = False,
+          trusted_proxies: str | None = None, limits: Limits | None = None) -> None:
     """Run the web app with uvicorn until interrupted.
 
     Args:
         host: address to listen on (the default only accepts this computer; ``0.0.0.0`` lets
             students on the network join).
-        port: TCP port.
-        db: None for ``./moodlens.db`` (SQLite), a file path, or a ``postgresql://`` URL.
+        port: TCP port (0: any free one).
+        db: None for ``moodlens.db`` in the per-user data folder (SQLite), a file path, or a
+            ``postgresql://`` URL.
         ssl_certfile, ssl_keyfile: serve HTTPS (default: ``MOODLENS_SSL_CERTFILE`` and
             ``MOODLENS_SSL_KEYFILE``). Browsers give pages a camera only over HTTPS or on
             localhost, so students on other computers need it (or a reverse proxy that adds it).
+        self_signed: serve HTTPS with a self-signed certificate for this computer's names and
+            addresses, made once in the data folder (browsers warn once per device).
+        trusted_proxies: see :func:`create_app`.
+        limits: see :func:`create_app`.
+
+    Raises:
+        MoodLensError: a port out of range or in use, a missing certificate or key, an unusable
+            database, a teacher token shorter than 16 characters.
     """
     import uvicorn
 
+    if not 0 <= port <= 65535:
+        raise MoodLensError(f"port {port} is out of range (1-65535, or 0 for any free port)")
     ssl_certfile = ssl_certfile or os.environ.get("MOODLENS_SSL_CERTFILE")
     ssl_keyfile = ssl_keyfile or os.environ.get("MOODLENS_SSL_KEYFILE")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(db)
-    scheme = "https" if ssl_certfile else "http"
-    print(f"MoodLens on {scheme}://{host}:{port}/  (teachers log in with the token; students join at "
-          f"{scheme}://{host}:{port}/join)", flush=True)
-    if not app.state.token_generated and not os.environ.get("MOODLENS_TOKEN"):
-        print("teacher token: the one printed at the first start; lost it? start with MOODLENS_TOKEN=<new token>",
-              flush=True)
-    if scheme == "http" and host not in ("127.0.0.1", "localhost", "::1"):
-        print("note: browsers allow cameras only on https:// or localhost pages; give students an https:// "
-              "address (MOODLENS_SSL_CERTFILE/KEYFILE, or a reverse proxy)", flush=True)
-    uvicorn.run(app, host=host, port=port, ws_max_size=Limits().frame_bytes + 2**10, log_level="warning",
-                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+    if self_signed and not ssl_certfile:
+        from moodlens.paths import data_dir
+        from moodlens.web.tls import self_signed_certificate
+
+        ssl_certfile, ssl_keyfile = map(str, self_signed_certificate(data_dir() / "tls", lan_address()))
+    for kind, path in (("certificate", ssl_certfile), ("key", ssl_keyfile)):
+        if path and not Path(path).is_file():
+            raise MoodLensError(f"{path}: no such {kind} file")
+    if ssl_keyfile and not ssl_certfile:
+        raise MoodLensError("a key file needs its certificate (--ssl-certfile)")
+    listener = _listen(host, port)  # before loading anything: a port in use is said at once
+    try:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        app = create_app(db, limits=limits, trusted_proxies=trusted_proxies)
+        if ssl_certfile:
+            try:
+                import ssl
+
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(ssl_certfile, ssl_keyfile)
+            except (ssl.SSLError, OSError) as exc:
+                raise MoodLensError(f"{ssl_certfile}: cannot use this certificate and key ({exc})") from None
+        print(f"database: {shown_url(app.state.moodlens.store.url)}", flush=True)
+        for line in startup_message(host, listener.getsockname()[1], https=bool(ssl_certfile),
+                                    token_known=not app.state.token_generated):
+            print(line, flush=True)
+        config = uvicorn.Config(app, ws_max_size=(limits or Limits()).frame_bytes + 2**10, log_level="warning",
+                                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, proxy_headers=False)
+        uvicorn.Server(config).run(sockets=[listener])
+    finally:
+        listener.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        return sock
+    except OSError as exc:
+        if exc.errno == 98 or "in use" in str(exc).lower():
+            raise MoodLensError(f"port {port} on {host} is in use (another MoodLens?); pick another with --port") from None
+        raise MoodLensError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def lan_address() -> str | None:
+    """This computer's address on its local network (the one its default route leaves from), if any."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # a documentation address: nothing is sent, only a route is chosen
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+def startup_message(host: str, port: int, https: bool, token_known: bool) -> list[str]:
+    """What ``moodlens serve`` prints: where teachers and students go, and how to get HTTPS."""
+    scheme = "https" if https else "http"
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    lines = [f"MoodLens on {scheme}://{local}:{port}/  (teachers log in with the token)"]
+    everywhere = host in ("0.0.0.0", "::")
+    lan = lan_address() if everywhere else (None if host in ("127.0.0.1", "localhost", "::1") else host)
+    if lan:
+        lines.append(f"students on other computers: {scheme}://{lan}:{port}/join")
+        if not https:
+            lines.append("note: browsers give other computers' pages the camera only over https; start with "
+                         "--self-signed (or --ssl-certfile/--ssl-keyfile, or put a reverse proxy with https in front)")
+    else:
+        lines.append(f"students join at {scheme}://{local}:{port}/join; only this computer can reach it "
+                     "(--host 0.0.0.0 --self-signed opens it to the classroom network)")
+    if token_known and not os.environ.get("MOODLENS_TOKEN"):
+        lines.append("teacher token: the one printed at the first start; lost it? `moodlens token --reset`")
+    return lines

@@ -9,7 +9,6 @@ otherwise unpack to gigabytes).
 from __future__ import annotations
 
 import logging
-import struct
 import threading
 import time
 import uuid
@@ -21,7 +20,7 @@ import numpy as np
 
 from moodlens.aggregate import Timeline
 from moodlens.recognizer import Recognizer
-from moodlens.sources import SourceError, VideoFile, decode_image
+from moodlens.sources import IMAGE_TYPES, SourceError, VideoFile, decode_image, image_header
 from moodlens.store import Store
 
 log = logging.getLogger("moodlens.web")
@@ -33,20 +32,26 @@ class Limits:
 
     Attributes:
         image_bytes, video_bytes: largest accepted upload.
-        image_pixels: largest image (width x height) decoded, uploads and live frames alike.
-        frame_bytes: largest live frame (one WebSocket message).
+        image_pixels: largest uploaded image (width x height) decoded.
+        frame_bytes, frame_pixels: largest live frame (one WebSocket message), in bytes and in
+            pixels (a shared 1920x1080 gallery fits; a small JPEG declaring 6000x6000 does not).
         video_fps: frames analysed per second of an uploaded video (the rest are skipped).
         video_seconds: longest video accepted.
         video_jobs: videos waiting or running at once.
+        participants: most participants in one class session (students and gallery tiles).
+        join_failures: wrong join codes an address may send in a minute.
     """
 
     image_bytes: int = 10 * 2**20
     image_pixels: int = 40_000_000
     frame_bytes: int = 2 * 2**20
+    frame_pixels: int = 1920 * 1088
     video_bytes: int = 300 * 2**20
     video_fps: float = 5.0
     video_seconds: float = 3 * 3600
     video_jobs: int = 4
+    participants: int = 200
+    join_failures: int = 20
 
 
 class UploadError(Exception):
@@ -57,79 +62,38 @@ class UploadError(Exception):
         self.status, self.message = status, message
 
 
-IMAGE_TYPES = ("jpeg", "png", "webp", "bmp")
-
-
 def image_size(data: bytes) -> tuple[str, int, int]:
     """``(type, width, height)`` of a JPEG, PNG, WebP or BMP from its header.
 
     Raises:
         UploadError: 415 for another type, 400 for a header that cannot be read.
     """
-    head = data[:32]
     try:
-        if head.startswith(b"\x89PNG\r\n\x1a\n"):
-            width, height = struct.unpack(">II", data[16:24])
-            return "png", width, height
-        if head.startswith(b"\xff\xd8"):
-            return ("jpeg", *_jpeg_size(data))
-        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-            return ("webp", *_webp_size(data))
-        if head.startswith(b"BM"):
-            width, height = struct.unpack("<ii", data[18:26])
-            return "bmp", abs(width), abs(height)
-    except (struct.error, IndexError, ValueError):
+        header = image_header(data)
+    except ValueError:
         raise UploadError(400, "not a readable image: its header is damaged") from None
-    raise UploadError(415, f"unsupported file type; send an image ({', '.join(IMAGE_TYPES)})")
+    if header is None:
+        raise UploadError(415, f"unsupported file type; send an image ({', '.join(IMAGE_TYPES)})")
+    return header
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            raise ValueError("bad JPEG marker")
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
-            i += 2
-            continue
-        length = struct.unpack(">H", data[i + 2:i + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[i + 5:i + 9])
-            return width, height
-        i += 2 + length
-    raise ValueError("no JPEG frame header")
-
-
-def _webp_size(data: bytes) -> tuple[int, int]:
-    chunk = data[12:16]
-    if chunk == b"VP8X":
-        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
-    if chunk == b"VP8L":
-        bits = int.from_bytes(data[21:25], "little")
-        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
-    if chunk == b"VP8 ":
-        width, height = struct.unpack("<HH", data[26:30])
-        return width & 0x3FFF, height & 0x3FFF
-    raise ValueError("unknown WebP chunk")
-
-
-def read_upload_image(data: bytes, limits: Limits, max_bytes: int | None = None) -> np.ndarray:
-    """A BGR image from uploaded bytes, after checking size, type and pixel count.
+def read_upload_image(data: bytes, limits: Limits, max_bytes: int | None = None,
+                      max_pixels: int | None = None) -> np.ndarray:
+    """A BGR image from uploaded bytes, after checking size, type and pixel count (default:
+    the limits of an uploaded image).
 
     Raises:
         UploadError: 413 too large, 415 not an image type we read, 400 damaged or empty.
     """
     max_bytes = limits.image_bytes if max_bytes is None else max_bytes
+    max_pixels = limits.image_pixels if max_pixels is None else max_pixels
     if not data:
         raise UploadError(400, "empty upload")
     if len(data) > max_bytes:
         raise UploadError(413, f"image larger than {max_bytes // 2**20} MB")
     _, width, height = image_size(data)
-    if width * height > limits.image_pixels:
-        raise UploadError(413, f"image of {width}x{height} pixels is larger than {limits.image_pixels:,} pixels")
+    if width * height > max_pixels:
+        raise UploadError(413, f"image of {width}x{height} pixels is larger than {max_pixels:,} pixels")
     if width == 0 or height == 0:
         raise UploadError(400, "image has no pixels")
     try:
