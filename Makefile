@@ -8,7 +8,7 @@ DATA ?= ../shared/datasets/fer2013/fer2013.csv.gz
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[train,web,desktop,dev]"
+	$(PY) -m pip install -q -e ".[train,web,desktop,distributed,dev]"
 	touch $@
 
 # Browser tests need Debian's chromium, the PostgreSQL tests a PostgreSQL server, the desktop

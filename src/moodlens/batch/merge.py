@@ -3,6 +3,7 @@ borders, and one summary row per video; written as CSV and Parquet."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from moodlens.aggregate import SecondRecord, mood, mood_drops, write_records
@@ -81,9 +82,10 @@ def write_timeline(folder: Path, key: str, records: list[SecondRecord], classes:
 def write_summary(out: Path, rows: list[dict]) -> None:
     """``summary.csv`` and ``summary.parquet`` in ``out``."""
     import pyarrow as pa
-    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist(rows)
-    pq.write_table(table, out / "summary.parquet")
-    pacsv.write_csv(table, out / "summary.csv", pacsv.WriteOptions(quoting_style="needed"))
+    pq.write_table(pa.Table.from_pylist(rows), out / "summary.parquet")
+    with open(out / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

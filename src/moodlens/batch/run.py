@@ -86,8 +86,8 @@ def run_batch(patterns: list[str], out: str | Path, engine: str = "local", worke
         raise MoodLensError("moodlens batch writes Parquet and needs the `distributed` extra: "
                             "pip install 'moodlens[distributed]'") from None
     settings = settings or Settings()
-    if settings.fps <= 0 or settings.chunk_s < 1 or settings.detect_every < 1:
-        raise MoodLensError("--fps must be above 0, --chunk-seconds and --detect-every at least 1")
+    if settings.fps <= 0 or settings.chunk_s < 1 or settings.detect_every < 1 or (workers is not None and workers < 1):
+        raise MoodLensError("--fps must be above 0; --chunk-seconds, --detect-every and --workers at least 1")
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
