@@ -54,11 +54,11 @@ def analyse_chunk(chunk: Chunk, settings: Settings) -> dict:
     A chunk that cannot be read returns ``{"error": ...}`` instead: a broken file fails its
     chunks, never the worker.
     """
-    recognizer, load_s = worker_recognizer(settings)
-    t0 = time.perf_counter()
     tracks: dict[int, list] = {}  # local track id -> [first time, first box, last time, last box]
-    frames = 0
+    frames, load_s = 0, 0.0
     try:
+        recognizer, load_s = worker_recognizer(settings)
+        t0 = time.perf_counter()
         video = VideoFile(chunk.path, chunk.stride)
         stream = recognizer.open_stream(settings.detect_every)
         timeline = Timeline(recognizer.classes)
@@ -70,7 +70,7 @@ def analyse_chunk(chunk: Chunk, settings: Settings) -> dict:
                 ends = tracks.setdefault(face.track_id, [t, list(face.box), t, list(face.box)])
                 ends[2], ends[3] = t, list(face.box)
         timeline.flush()
-    except Exception as exc:  # any decoder failure is this chunk's error, reported in the summary
+    except Exception as exc:  # a decoder (or, on another machine, model) failure is this chunk's error
         return {"error": str(exc) or type(exc).__name__, "pid": os.getpid(), "load_s": load_s}
     return {"records": [asdict(r) for r in timeline.records],
             "tracks": [[track_id, *ends] for track_id, ends in tracks.items()],

@@ -1,9 +1,9 @@
 """Where chunks run: a process pool on this machine (``local``) or a Ray cluster (``ray``).
 
-Both keep one chunk per worker in flight, hand results back as they finish, and run a chunk
-again when the worker process running it dies (up to :data:`TRIES` times in all; then the
-chunk is reported as failed). Each worker process loads the models once
-(:func:`~moodlens.batch.analyse.worker_recognizer`).
+Both keep two chunks per worker in flight (so a worker never waits for the driver between
+chunks), hand results back as they finish, and run a chunk again when the worker process
+running it dies (up to :data:`TRIES` times in all; then the chunk is reported as failed). Each
+worker process loads the models once (:func:`~moodlens.batch.analyse.worker_recognizer`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from moodlens.batch.plan import Chunk, Settings
 from moodlens.errors import MoodLensError
 
 TRIES = 4
+IN_FLIGHT = 2  # chunks per worker
 ENGINES = ("local", "ray")
 
 
@@ -41,7 +42,7 @@ class LocalEngine:
                 running: dict = {}
                 broken = False
                 while running or (queue and not broken):
-                    while queue and not broken and len(running) < self.workers:
+                    while queue and not broken and len(running) < IN_FLIGHT * self.workers:
                         chunk = queue.popleft()
                         running[pool.submit(analyse_chunk, chunk, settings)] = chunk
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -88,7 +89,7 @@ class RayEngine:
     def run(self, chunks: list[Chunk], settings: Settings) -> Iterator[tuple[Chunk, dict]]:
         queue, running = deque(chunks), {}
         while queue or running:
-            while queue and len(running) < self.workers:
+            while queue and len(running) < IN_FLIGHT * self.workers:
                 chunk = queue.popleft()
                 running[self.task.remote(chunk, settings)] = chunk
             ready, _ = self.ray.wait(list(running), num_returns=1)

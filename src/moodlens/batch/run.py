@@ -27,7 +27,8 @@ from moodlens.errors import MoodLensError
 @dataclass
 class BatchReport:
     """What a run did. ``rows`` is the summary table; ``results`` the chunks analysed in this run
-    (their timings and worker ids); ``sessions`` maps video keys to imported session ids."""
+    (when each came back, its timings and worker's process id); ``sessions`` maps video keys to
+    imported session ids."""
 
     rows: list[dict]
     chunks: int
@@ -116,8 +117,8 @@ def run_batch(patterns: list[str], out: str | Path, engine: str = "local", worke
                     errors.setdefault(chunk.key, result["error"])
                 else:
                     _write_atomic(chunk_file(chunk), json.dumps(result))
-                report.results.append({"chunk": chunk.name, **{k: v for k, v in result.items()
-                                                               if k not in ("records", "tracks")}})
+                report.results.append({"chunk": chunk.name, "done_s": time.perf_counter() - t0,
+                                       **{k: v for k, v in result.items() if k not in ("records", "tracks")}})
         finally:
             runner.close()
         report.run_s = time.perf_counter() - t0
