@@ -8,12 +8,14 @@ folder. Figures:
 - ``video_h_per_h``: video seconds analysed / wall seconds of the run (engine start excluded; it is
   given apart as ``start_s``: Ray's start, or nothing for the pool, whose workers start with the run).
 - ``per_worker``: the same divided by the workers.
+- ``video_h_per_cpu_h``: video seconds / CPU seconds the workers spent on their chunks: what one
+  dedicated core would do, much less sensitive to other jobs on the machine than wall time.
 - ``chunk_overhead_ms``: (workers x run wall time - time the workers spent analysing or loading
   models) / chunks: scheduling, moving chunks and results, the driver writing them, worker start,
   and workers idle at the end while the last chunks finish (few chunks per worker make this large;
   ``--fps 1 --chunk-seconds 1 --workers 1`` isolates the per-chunk cost).
-- ``steady_overhead_ms``: the same from the first result on (worker start and model load excluded);
-  exact for one worker, an estimate for more.
+- ``steady_overhead_ms``: with one worker, the same from the first result on (worker start and
+  model load excluded).
 
     python scripts/bench_batch.py                     # 4 videos x 60 s, fps 5, 15 s chunks, 1 and 2 workers
     python scripts/bench_batch.py --json bench.json --videos 8 --seconds 120
@@ -63,10 +65,11 @@ def measure(videos: list[Path], engine: str, workers: int, settings: Settings) -
             "start_s": round(report.engine_start_s, 2), "run_s": round(report.run_s, 2),
             "video_h_per_h": round(video_s / report.run_s, 1),
             "per_worker": round(video_s / report.run_s / workers, 1),
+            "video_h_per_cpu_h": round(video_s / sum(r["cpu_s"] for r in report.results), 2),
             "analysis_ms_per_chunk": round(1e3 * busy / report.chunks, 1),
             "chunk_overhead_ms": round(1e3 * (workers * report.run_s - busy - loads) / report.chunks, 1),
             "steady_overhead_ms": round(1e3 * (workers * (report.run_s - first["done_s"]) - busy + first["analysis_s"])
-                                        / (report.chunks - 1), 1) if report.chunks > 1 else None,
+                                        / (report.chunks - 1), 1) if report.chunks > 1 and workers == 1 else None,
             "model_loads": sum(r["load_s"] > 0 for r in report.results), "load_s": round(loads, 2)}
 
 
@@ -88,11 +91,11 @@ def main() -> None:
             for workers in map(int, args.workers.split(",")):
                 rows.append(measure(videos, engine, workers, settings))
                 print(json.dumps(rows[-1]), flush=True)
-    print("\n| engine | workers | video-h per wall-h | per worker | analysis ms/chunk | overhead ms/chunk "
-          "| steady overhead ms/chunk | start s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| engine | workers | video-h per wall-h | per worker | video-h per CPU-h | analysis ms/chunk "
+          "| overhead ms/chunk | steady overhead ms/chunk | start s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['engine']} | {r['workers']} | {r['video_h_per_h']} | {r['per_worker']} | "
+        print(f"| {r['engine']} | {r['workers']} | {r['video_h_per_h']} | {r['per_worker']} | {r['video_h_per_cpu_h']} | "
               f"{r['analysis_ms_per_chunk']} | {r['chunk_overhead_ms']} | {r['steady_overhead_ms']} | {r['start_s']} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": vars(args), "runs": rows}, indent=1))

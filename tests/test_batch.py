@@ -136,6 +136,15 @@ def test_bad_videos_are_reported_and_do_not_stop_the_others(videos, tmp_path, ca
     assert "--workers at least 1" in capsys.readouterr().err
 
 
+def test_batch_verb_has_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["batch", "--help"])
+    assert exit_.value.code == 0 and "usage: moodlens batch" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "batch" in capsys.readouterr().out
+
+
 def test_mood_drops():
     classes = ("happy", "sad", "neutral")
     happy = [SecondRecord(s, t, "happy", {}, 5) for s in range(60) for t in (1, 2)]
