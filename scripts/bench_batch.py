@@ -29,6 +29,7 @@ import json
 import math
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -36,6 +37,7 @@ import numpy as np
 
 from moodlens.batch import Settings, run_batch
 from moodlens.gallery import make_gallery, shared_participants
+from moodlens.sources import VideoFile
 
 
 def make_videos(folder: Path, count: int, seconds: int, fps: int = 25) -> list[Path]:
@@ -87,6 +89,10 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         videos = make_videos(Path(folder), args.videos, args.seconds)
+        source = VideoFile(videos[0], stride=max(1, round(25 / args.fps)))
+        cpu0 = time.process_time()
+        sum(1 for _ in source)  # what decoding alone costs, to compare with the analysis
+        decode_cpu_per_video_s = (time.process_time() - cpu0) / args.seconds
         for engine in args.engines.split(","):
             for workers in map(int, args.workers.split(",")):
                 rows.append(measure(videos, engine, workers, settings))
@@ -97,8 +103,13 @@ def main() -> None:
     for r in rows:
         print(f"| {r['engine']} | {r['workers']} | {r['video_h_per_h']} | {r['per_worker']} | {r['video_h_per_cpu_h']} | "
               f"{r['analysis_ms_per_chunk']} | {r['chunk_overhead_ms']} | {r['steady_overhead_ms']} | {r['start_s']} |")
+    analysis_cpu_per_video_s = 1 / rows[0]["video_h_per_cpu_h"]
+    print(f"\ndecoding alone: {decode_cpu_per_video_s * 1e3:.0f} CPU-ms per video second, "
+          f"{100 * decode_cpu_per_video_s / analysis_cpu_per_video_s:.0f} % of the analysis ({rows[0]['engine']}, "
+          f"{rows[0]['workers']} worker)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"settings": vars(args), "runs": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"settings": vars(args), "runs": rows,
+                                               "decode_cpu_per_video_s": decode_cpu_per_video_s}, indent=1))
 
 
 if __name__ == "__main__":
