@@ -123,27 +123,35 @@ def run_batch(patterns: list[str], out: str | Path, engine: str = "local", worke
             runner.close()
         report.run_s = time.perf_counter() - t0
 
-    merged: dict[str, list] = {}
-    for video in videos:
-        if video.error:
-            report.rows.append(summary_row(video, classes, error=video.error))
-            continue
-        chunks = plans[video.key]
-        missing = [c for c in chunks if not chunk_file(c).is_file()]
-        if missing:
-            why = errors.get(video.key, "not analysed")
-            report.rows.append(summary_row(video, classes, error=f"{len(missing)} of {len(chunks)} chunks failed: {why}"))
-            continue
-        results = [json.loads(chunk_file(c).read_text()) for c in chunks]
-        records, faces = merge_chunks(chunks, results, video.fps)
-        write_timeline(out / "timelines", video.key, records, classes)
-        report.rows.append(summary_row(video, classes, records, faces))
-        merged[video.key] = records
+    merged = _merge(videos, plans, chunk_file, errors, classes, out, report.rows)
     write_summary(out, report.rows)
     if db:
         report.sessions = import_sessions([v for v in videos if v.key in merged], merged, classes, db, out)
     report.wall_s = time.perf_counter() - started
     return report
+
+
+def _merge(videos: list[Video], plans: dict[str, list[Chunk]], chunk_file, errors: dict[str, str],
+           classes: tuple[str, ...], out: Path, rows: list[dict]) -> dict[str, list]:
+    """Write the timeline of each video whose chunks are all done and append its summary row (an
+    error row for the others); returns the merged records by video key."""
+    merged: dict[str, list] = {}
+    for video in videos:
+        if video.error:
+            rows.append(summary_row(video, classes, error=video.error))
+            continue
+        chunks = plans[video.key]
+        missing = [c for c in chunks if not chunk_file(c).is_file()]
+        if missing:
+            why = errors.get(video.key, "not analysed")
+            rows.append(summary_row(video, classes, error=f"{len(missing)} of {len(chunks)} chunks failed: {why}"))
+            continue
+        results = [json.loads(chunk_file(c).read_text()) for c in chunks]
+        records, faces = merge_chunks(chunks, results, video.fps)
+        write_timeline(out / "timelines", video.key, records, classes)
+        rows.append(summary_row(video, classes, records, faces))
+        merged[video.key] = records
+    return merged
 
 
 def _progress(results, todo: list[Chunk], videos: list[Video], show: bool):
