@@ -20,7 +20,7 @@ $(VENV)/.web: pyproject.toml | $(PY)
 
 # `make test` and the other targets: every extra
 $(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install -q $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e ".[train,web,desktop,dev]"
+	$(PY) -m pip install -q $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e ".[train,web,desktop,distributed,dev]"
 	touch $@ $(VENV)/.web
 
 # Browser tests need Debian's chromium, the PostgreSQL tests a PostgreSQL server, the desktop

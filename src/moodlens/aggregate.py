@@ -78,20 +78,24 @@ class Timeline:
         return records
 
     def write(self, path: str | Path) -> Path:
-        """Write all records as CSV (one row per face-second, a column per class) or JSON,
-        chosen by the file's suffix."""
+        """Write all records (see :func:`write_records`)."""
         self.flush()
-        path = Path(path)
-        if path.suffix.lower() == ".json":
-            path.write_text(json.dumps({"classes": list(self.classes), "seconds": [asdict(r) for r in self.records]},
-                                       indent=1))
-            return path
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["second", "track_id", "emotion", "frames", *self.classes])
-            writer.writeheader()
-            for r in self.records:
-                writer.writerow(r.flat())
+        return write_records(path, self.records, self.classes)
+
+
+def write_records(path: str | Path, records: Iterable[SecondRecord], classes: tuple[str, ...]) -> Path:
+    """Write records as CSV (one row per face-second, a column per class) or JSON, chosen by the
+    file's suffix."""
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps({"classes": list(classes), "seconds": [asdict(r) for r in records]}, indent=1))
         return path
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["second", "track_id", "emotion", "frames", *classes])
+        writer.writeheader()
+        for r in records:
+            writer.writerow(r.flat())
+    return path
 
 
 def mood(records: Iterable[SecondRecord], classes: tuple[str, ...]) -> dict[str, float]:
@@ -184,3 +188,39 @@ def attention_flags(records: Iterable[SecondRecord], start: int | None = None, e
             run_emotions[emotion] += 1
     close(end)
     return flags
+
+
+def mood_drops(records: Iterable[SecondRecord], classes: tuple[str, ...], window_s: int = 30,
+               drop: float = 0.25, positive: tuple[str, ...] = ("happy",),
+               negative: tuple[str, ...] = NEGATIVE) -> list[int]:
+    """The moments the class's mood dropped: seconds where the mean valence (share of ``positive``
+    minus share of ``negative`` emotions among the judged faces, -1..1) over the next ``window_s``
+    seconds is at least ``drop`` below its mean over the previous ``window_s`` seconds. Each
+    stretch of such seconds gives one moment, the second of the steepest fall.
+
+    >>> happy = [SecondRecord(s, 1, "happy", {}, 5) for s in range(40)]
+    >>> sad = [SecondRecord(s, 1, "sad", {}, 5) for s in range(40, 80)]
+    >>> mood_drops(happy + sad, ("happy", "sad"), window_s=10)
+    [40]
+    """
+    valence = {s: sum(shares[c] for c in positive if c in shares) - sum(shares[c] for c in negative if c in shares)
+               for s, shares, judged in class_timeline(records, classes) if judged}
+    half = max(1, window_s // 2)  # a window must hold at least half its seconds to count
+    falls: dict[int, float] = {}
+    for s in sorted(valence):
+        before = [valence[t] for t in range(s - window_s, s) if t in valence]
+        after = [valence[t] for t in range(s, s + window_s) if t in valence]
+        if len(before) >= half and len(after) >= half:
+            change = sum(after) / len(after) - sum(before) / len(before)
+            if change <= -drop:
+                falls[s] = change
+    moments: list[int] = []
+    stretch: list[int] = []
+    for s in sorted(falls):
+        if stretch and s - stretch[-1] > window_s:
+            moments.append(min(stretch, key=falls.get))
+            stretch = []
+        stretch.append(s)
+    if stretch:
+        moments.append(min(stretch, key=falls.get))
+    return moments

@@ -258,6 +258,46 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def cmd_batch(args) -> int:
+    from moodlens.batch import Settings, run_batch
+
+    settings = Settings(fps=args.fps, chunk_s=args.chunk_seconds, detect_every=args.detect_every, model=args.model,
+                        detector=args.detector)
+    report = run_batch(args.paths, args.out, engine=args.engine, workers=args.workers, address=args.address,
+                       settings=settings, db=args.db)
+    for row in report.rows:
+        if row["status"] == "ok":
+            drops = f"; mood dropped at {row['mood_drops']}" if row["mood_drops"] else ""
+            print(f"{row['video']}: {row['duration_s']:.0f} s, {row['faces']} face(s), mood {row['mood'] or 'n/a'}{drops}")
+        else:
+            print(f"moodlens: error: {row['error']}", file=sys.stderr)
+    print(f"{len(report.rows) - len(report.failed)} of {len(report.rows)} videos analysed ({report.chunks - report.skipped} "
+          f"chunks run, {report.skipped} already done) in {report.wall_s:.0f} s; summary: {Path(args.out) / 'summary.csv'}"
+          + (f"; {len(report.sessions)} video sessions in the database" if args.db else ""))
+    return 2 if report.failed else 0
+
+
+def add_batch_parser(sub, engine_options) -> None:
+    sp = sub.add_parser("batch", help="analyse many recorded videos in parallel, locally or on a Ray cluster",
+                        description="Cut each video into time chunks, analyse them in parallel and merge one "
+                        "per-second timeline per video (CSV and Parquet in OUT/timelines) plus OUT/summary.csv. "
+                        "A re-run skips chunks already done. Needs the `distributed` extra. See docs/batch.md.")
+    sp.add_argument("paths", nargs="+", metavar="PATH_OR_GLOB", help="video files, folders, or quoted glob patterns")
+    sp.add_argument("--out", required=True, help="output folder (also holds the state that makes re-runs resume)")
+    sp.add_argument("--engine", default="local", choices=["local", "ray"], help="a process pool on this machine "
+                    "(default) or Ray")
+    sp.add_argument("--address", help="with --engine ray: the cluster's address (default: start a local Ray)")
+    sp.add_argument("--workers", type=int, help="worker processes, or chunks in flight on Ray (default: one per CPU)")
+    sp.add_argument("--fps", type=float, default=5.0, help="frames analysed per second of video (default: %(default)s)")
+    sp.add_argument("--chunk-seconds", type=int, default=60, help="seconds of video per chunk (default: %(default)s)")
+    sp.add_argument("--detect-every", type=int, default=2, help="run the detector every N analysed frames, "
+                    "optical flow between (default: %(default)s)")
+    sp.add_argument("--db", help="also import the videos into this database as video sessions (file path, "
+                    "sqlite:// or postgresql:// URL; needs the `web` extra)")
+    engine_options(sp)
+    sp.set_defaults(func=cmd_batch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moodlens", description="Read facial emotions in images, video and live cameras; "
                                 "train, evaluate and export the emotion model; serve the class dashboard.")
@@ -396,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folder with the test photos (default: MOODLENS_MEDIA, else ../shared/media of a source checkout)")
     engine_options(sp)
     sp.set_defaults(func=cmd_benchmark)
+
+    add_batch_parser(sub, engine_options)
     return p
 
 

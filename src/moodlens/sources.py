@@ -144,10 +144,22 @@ class VideoFile:
         self.stride = max(1, stride)
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        return self.frames()
+
+    def frames(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+        """Like iterating, from frame ``start`` up to (not including) ``end``; frame numbers and
+        times stay those of the whole video, and the stride counts from frame 0, so the frames of
+        consecutive ranges are exactly the frames of the whole video."""
         cap = cv2.VideoCapture(str(self.path))
         index = 0
+        if start > 0:
+            # FFmpeg seeks to the keyframe before and decodes up to the frame asked for.
+            if not cap.set(cv2.CAP_PROP_POS_FRAMES, start):
+                cap.release()
+                raise SourceError(f"{self.path}: cannot seek to frame {start}")
+            index = start
         try:
-            while True:
+            while end is None or index < end:
                 ok = cap.grab()
                 if not ok:
                     break

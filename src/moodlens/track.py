@@ -26,6 +26,24 @@ def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     return float(iou_matrix(np.array([a]), np.array([b]))[0, 0])
 
 
+def match_iou(a: list, b: list, threshold: float) -> dict[int, int]:
+    """Greedy one-to-one matching of boxes ``a`` to boxes ``b`` (x, y, w, h): the best-overlapping
+    pairs first, each box used once, no pair below ``threshold`` IoU. Returns ``{i: j}``."""
+    pairs: dict[int, int] = {}
+    if not a or not b:
+        return pairs
+    overlap = iou_matrix(np.array(a), np.array(b))
+    used: set[int] = set()
+    for flat in np.argsort(-overlap, axis=None):
+        i, j = divmod(int(flat), len(b))
+        if overlap[i, j] < threshold:
+            break
+        if i not in pairs and j not in used:
+            pairs[i] = j
+            used.add(j)
+    return pairs
+
+
 @dataclass
 class _Track:
     id: int
@@ -53,19 +71,9 @@ class Tracker:
     def update(self, faces: list[Face], time: float) -> list[Face]:
         """Assign ``track_id`` to each face and replace its ``scores`` by the smoothed ones."""
         self.tracks = {k: t for k, t in self.tracks.items() if time - t.last_seen <= self.max_age_s}
-        assigned: dict[int, int] = {}
-        if faces and self.tracks:
-            ids = list(self.tracks)
-            overlap = iou_matrix(np.array([f.box for f in faces]), np.array([self.tracks[k].box for k in ids]))
-            # Greedy: best-overlapping pairs first, each face and each track used once.
-            used: set[int] = set()
-            for flat in np.argsort(-overlap, axis=None):
-                i, j = divmod(int(flat), len(ids))
-                if overlap[i, j] < self.iou_threshold:
-                    break
-                if i not in assigned and ids[j] not in used:
-                    assigned[i] = ids[j]
-                    used.add(ids[j])
+        ids = list(self.tracks)
+        pairs = match_iou([f.box for f in faces], [self.tracks[k].box for k in ids], self.iou_threshold)
+        assigned = {i: ids[j] for i, j in pairs.items()}
         for i, face in enumerate(faces):
             track = self.tracks.get(assigned.get(i, -1))
             if track is None:

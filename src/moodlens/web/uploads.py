@@ -234,13 +234,19 @@ class VideoJobs:
             path.unlink(missing_ok=True)
 
     def _store(self, session_id: int, records: list, people: dict[int, int]) -> None:
-        if not records:
-            return
-        for r in records:
-            if r.track_id not in people:
-                people[r.track_id] = self.store.add_participant(session_id, f"Face #{r.track_id}", "video").id
-            r.track_id = people[r.track_id]
-        self.store.add_seconds(session_id, records)
+        store_video_seconds(self.store, session_id, records, people)
+
+
+def store_video_seconds(store: Store, session_id: int, records: list, people: dict[int, int]) -> None:
+    """Store a video's per-second records: each new track id becomes a participant "Face #N"
+    (``people`` maps track ids to participant ids across calls). Also used by ``moodlens batch``."""
+    if not records:
+        return
+    for r in records:
+        if r.track_id not in people:
+            people[r.track_id] = store.add_participant(session_id, f"Face #{r.track_id}", "video").id
+        r.track_id = people[r.track_id]
+    store.add_seconds(session_id, records)
 
 
 def _small(face) -> dict:
