@@ -8,7 +8,7 @@
 Needs ``npm`` (only here, when updating). It runs ``npm pack onnxruntime-web@VERSION``, checks
 the tarball's integrity against the registry's (``npm view ... dist.integrity``), copies the three
 files the WebAssembly-only build loads (see FILES) and the MIT licence, and writes
-``VERSION`` with the version and each file's SHA-256. docs/privacy.md#the-browser-runtime says
+``VERSION.json`` with the version and each file's SHA-256. docs/privacy.md#the-browser-runtime says
 why these files and how big they are.
 """
 

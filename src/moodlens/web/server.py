@@ -37,6 +37,7 @@ from moodlens.classify import EmotionModel
 from moodlens.detect import create_detector
 from moodlens.recognizer import Recognizer
 from moodlens.store import Session, Store, database_url
+from moodlens.web import browser
 from moodlens.web.auth import STUDENT_COOKIE, TEACHER_COOKIE, Auth, teacher_token
 from moodlens.web.dashboard import review
 from moodlens.web.live import GalleryTiles, Latest, LiveSession, Recorder
@@ -228,6 +229,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     app.state.moodlens = ml
     app.state.token_generated = generated is not None
     app.add_middleware(BodyLimit, limits=ml.limits, auth=ml.auth)
+    app.add_middleware(browser.CrossOriginIsolation)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.exception_handler(HTTPException)
@@ -272,6 +274,8 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
                             ("/login", "login.html", "anyone"), ("/join", "join.html", "anyone"),
                             ("/student", "student.html", "student")]:
         app.add_api_route(path, page(name, who), methods=["GET"], include_in_schema=False)
+
+    app.include_router(browser.router(ml.recognizer, lambda r: ml.auth.is_teacher(r) or ml.auth.student(r) is not None))
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -466,9 +470,9 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
 
         await run_frames(ws, ml, process, lambda: time.monotonic() - start)
 
-    @app.websocket("/ws/student")
-    async def ws_student(ws: WebSocket) -> None:
-        """A student's camera: their main face becomes their per-second records."""
+    async def accept_student(ws: WebSocket):
+        """Accept a student's socket on their live session: (session, participant), or None
+        after closing it."""
         student = ml.auth.student(ws)
         if student is None or not ml.auth.same_origin(ws):
             return await ws.close(CLOSE_UNAUTHORISED)
@@ -476,7 +480,14 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         if live is None:
             return await ws.close(CLOSE_ENDED)
         await ws.accept()
-        me = live.add(student)
+        return live, live.add(student)
+
+    @app.websocket("/ws/student")
+    async def ws_student(ws: WebSocket) -> None:
+        """A student's camera: their main face becomes their per-second records."""
+        if (accepted := await accept_student(ws)) is None:
+            return
+        live, me = accepted
         stream = ml.recognizer.open_stream()
 
         def process(data: bytes, t: float) -> dict:
@@ -488,6 +499,24 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
             me.connections += 1
 
         await _attend(ws, ml, live, connect, lambda: _disconnected([me]), process)
+
+    @app.websocket("/ws/student/scores")
+    async def ws_student_scores(ws: WebSocket) -> None:
+        """Browser mode: the student's browser analyses the camera and sends only scores."""
+        if (accepted := await accept_student(ws)) is None:
+            return
+        live, me = accepted
+        stream = browser.ScoreStream(ml.recognizer)
+
+        def process(text: str, t: float) -> dict:
+            face = stream.push(browser.parse_scores(text, live.info.classes), t)
+            ml.record(live, me.observe(face, t))
+            return {"face": None if face is None else face.to_dict()}
+
+        def connect() -> None:
+            me.connections += 1
+
+        await _attend(ws, ml, live, connect, lambda: _disconnected([me]), process, browser.run_scores)
 
     async def accept_teacher(ws: WebSocket, session_id: int) -> LiveSession | None:
         """Accept a teacher's socket on a live session; close it (and return None) otherwise."""
@@ -577,15 +606,16 @@ def _disconnected(people: list) -> list:
 
 
 async def _attend(ws: WebSocket, ml: MoodLens, live: LiveSession, connect: Callable[[], None],
-                  disconnect: Callable[[], list], process: Callable[[bytes, float], dict]) -> None:
+                  disconnect: Callable[[], list], process: Callable, receive=run_frames) -> None:
     """Run a session connection: ``connect()`` counts its participants (a gallery's grow while it
     runs) as connected, ``disconnect()`` counts them off again and returns those left with no
     connection, whose open second is then stored. Both run on the event loop without awaiting,
-    so a cancelled connection still counts itself off."""
+    so a cancelled connection still counts itself off. ``receive`` runs the socket: frames
+    (:func:`run_frames`) or a browser's scores (:func:`moodlens.web.browser.run_scores`)."""
     ml.sockets.setdefault(live.info.id, set()).add(ws)
     connect()
     try:
-        await run_frames(ws, ml, process, live.now)
+        await receive(ws, ml, process, live.now)
     finally:
         ml.sockets.get(live.info.id, set()).discard(ws)
         for p in disconnect():
