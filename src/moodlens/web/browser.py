@@ -29,6 +29,7 @@ from moodlens.track import Tracker
 
 # Detectors static/recognize.js can decode, with the channel order each network reads.
 BROWSER_DETECTORS = {"centerface": "rgb", "yunet": "bgr"}
+SCALE_ATTRIBUTES = ("input_size", "smallest_face", "min_face", "largest_face")
 MAX_MESSAGE = 2048  # bytes of one score message: a box and seven probabilities need ~250
 MAX_SIDE = 10_000  # pixels: no camera frame is larger
 
@@ -46,8 +47,9 @@ def browser_config(recognizer: Recognizer) -> dict | None:
         return None
     return {
         "detector": {"name": det.name, "url": "/models/detector.onnx", "channels": BROWSER_DETECTORS[det.name],
-                     "input_size": det.input_size, "score_threshold": det.score_threshold,
-                     "nms_threshold": det.nms_threshold},
+                     "score_threshold": det.score_threshold, "nms_threshold": det.nms_threshold,
+                     # what its frame_scale() reads, whichever the backend has
+                     **{k: getattr(det, k) for k in SCALE_ATTRIBUTES if hasattr(det, k)}},
         "model": {"url": "/models/emotion.onnx", "spec": asdict(recognizer.model.spec)},
         "crop": {"scale": recognizer.crop_scale, "shift": recognizer.crop_shift},
         "min_face": recognizer.min_face, "uncertain_below": recognizer.uncertain_below,

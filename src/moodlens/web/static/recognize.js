@@ -55,9 +55,9 @@ const Recognize = (() => {
       let s1 = Math.ceil(f1), s2 = Math.floor(f2);
       s2 = Math.min(s2, src - 1); s1 = Math.min(s1, s2);
       const taps = [];
-      if (s1 - f1 > 1e-3) taps.push([s1 - 1, (s1 - f1) / cell]);
-      for (let s = s1; s < s2; s++) taps.push([s, 1 / cell]);
-      if (f2 - s2 > 1e-3) taps.push([s2, Math.min(Math.min(f2 - s2, 1), cell) / cell]);
+      if (s1 - f1 > 1e-3) taps.push([s1 - 1, Math.fround((s1 - f1) / cell)]);
+      for (let s = s1; s < s2; s++) taps.push([s, Math.fround(1 / cell)]);
+      if (f2 - s2 > 1e-3) taps.push([s2, Math.fround(Math.min(Math.min(f2 - s2, 1), cell) / cell)]);
       table.push(taps);
     }
     return table;
@@ -76,25 +76,41 @@ const Recognize = (() => {
     return table;
   }
 
-  // Resize `channels`-interleaved uint8 pixels as cv2.resize does (area when shrinking by more
-  // than the caller's threshold, else linear), rounding to uint8 as OpenCV does: halves up when
-  // shrinking by a whole factor (its integer path), else to even.
-  function resize(pixels, w, h, channels, dw, dh, area) {
+  // Resize `channels`-interleaved uint8 pixels (the first `keep` channels of each) as cv2.resize
+  // does (area when `area`, else linear): rows first, then columns, in float32 as OpenCV does;
+  // rounded to uint8 halves up when shrinking by a whole factor (its integer path), else to even.
+  function resize(pixels, w, h, channels, dw, dh, area, keep = channels) {
     const tx = (area ? areaTable : linearTable)(w, dw), ty = (area ? areaTable : linearTable)(h, dh);
-    const whole = area && w % dw === 0 && h % dh === 0, round = whole ? Math.round : rint;
-    const out = new Uint8Array(dw * dh * channels), row = new Float32Array(dw * channels);
-    for (let y = 0; y < dh; y++) {
-      row.fill(0);
-      for (const [sy, wy] of ty[y]) {
-        const base = sy * w * channels;
+    const round = area && w % dw === 0 && h % dh === 0 ? Math.round : rint;
+    const srcIndex = [], weight = [], first = new Int32Array(dw + 1);
+    tx.forEach((taps, x) => {
+      first[x] = srcIndex.length;
+      for (const [sx, wx] of taps) { srcIndex.push(sx * channels); weight.push(wx); }
+    });
+    first[dw] = srcIndex.length;
+    const si = Int32Array.from(srcIndex), wt = Float32Array.from(weight);
+    const rows = new Map(), out = new Uint8Array(dw * dh * keep), acc = new Float32Array(dw * keep);
+    const row = (sy) => {  // one source row resized horizontally
+      if (!rows.has(sy)) {
+        const buf = new Float32Array(dw * keep), base = sy * w * channels;
         for (let x = 0; x < dw; x++) {
-          for (const [sx, wx] of tx[x]) {
-            const k = wx * wy, p = base + sx * channels;
-            for (let c = 0; c < channels; c++) row[x * channels + c] += k * pixels[p + c];
+          for (let t = first[x]; t < first[x + 1]; t++) {
+            const p = base + si[t], k = wt[t];
+            for (let c = 0; c < keep; c++) buf[x * keep + c] += pixels[p + c] * k;
           }
         }
+        rows.set(sy, buf);
       }
-      for (let i = 0; i < row.length; i++) out[y * dw * channels + i] = Math.min(255, Math.max(0, round(row[i])));
+      return rows.get(sy);
+    };
+    for (let y = 0; y < dh; y++) {
+      acc.fill(0);
+      for (const [sy, wy] of ty[y]) {
+        const buf = row(sy), k = Math.fround(wy);
+        for (let i = 0; i < acc.length; i++) acc[i] += buf[i] * k;
+      }
+      for (let i = 0; i < acc.length; i++) out[y * dw * keep + i] = Math.min(255, Math.max(0, round(acc[i])));
+      if (ty[y + 1]) for (const sy of rows.keys()) if (sy < ty[y + 1][0][0]) rows.delete(sy);
     }
     return out;
   }
@@ -145,25 +161,34 @@ const Recognize = (() => {
     return kept;
   }
 
-  // The frame as the network's input: resized so the longer side is at most input_size, padded
-  // with zeros to a multiple of 32, planar float in the channel order the detector wants.
+  // The scale (<= 1) each detector sees a frame at: its frame_scale() in moodlens.detect.
+  const SCALES = {
+    centerface: (spec, width, height) => (spec.input_size ? Math.min(1, spec.input_size / Math.max(width, height)) : 1),
+    yunet: (spec, width, height) => Math.min(1, spec.smallest_face / spec.min_face,
+      spec.largest_face / Math.max(1, Math.min(width, height))),
+  };
+
+  // The frame as the network's input: shrunk to the detector's scale, padded with zeros to a
+  // multiple of 32, planar float in the channel order the detector wants.
   function detectorInput(rgba, width, height, spec) {
-    const scale = spec.input_size ? Math.min(1, spec.input_size / Math.max(width, height)) : 1;
-    let pixels = rgba, w = width, h = height;
+    const scale = SCALES[spec.name](spec, width, height);
+    let pixels = rgba, w = width, h = height, stride = 4;
     if (scale < 1) {
       w = Math.max(1, Math.round(width * scale)); h = Math.max(1, Math.round(height * scale));
-      pixels = resize(rgba, width, height, 4, w, h, scale < 0.75);
+      pixels = resize(rgba, width, height, 4, w, h, scale < 0.75, 3);
+      stride = 3;
     }
     const pw = Math.ceil(w / 32) * 32, ph = Math.ceil(h / 32) * 32, plane = pw * ph;
     const data = new Float32Array(3 * plane);
     const order = spec.channels === "bgr" ? [2, 1, 0] : [0, 1, 2];
     for (let y = 0; y < h; y++) {
       for (let x = 0; x < w; x++) {
-        const p = (y * w + x) * 4, q = y * pw + x;
+        const p = (y * w + x) * stride, q = y * pw + x;
         data[q] = pixels[p + order[0]]; data[plane + q] = pixels[p + order[1]]; data[2 * plane + q] = pixels[p + order[2]];
       }
     }
-    return { tensor: new ort.Tensor("float32", data, [1, 3, ph, pw]), scale, pw, ph };
+    // the scale actually applied, after rounding the size to whole pixels
+    return { tensor: new ort.Tensor("float32", data, [1, 3, ph, pw]), sx: w / width, sy: h / height, pw, ph };
   }
 
   // Candidates in network pixels: {box: [x, y, w, h], score}.
@@ -192,7 +217,7 @@ const Recognize = (() => {
         const cols = input.pw / stride, n = cls.length;
         for (let i = 0; i < n; i++) {
           const score = Math.sqrt(Math.min(1, Math.max(0, cls[i])) * Math.min(1, Math.max(0, obj[i])));
-          if (score < spec.score_threshold) continue;
+          if (!(score > spec.score_threshold)) continue;
           const r = Math.floor(i / cols), c = i - r * cols;
           const cx = (c + bbox[4 * i]) * stride, cy = (r + bbox[4 * i + 1]) * stride;
           const w = Math.exp(bbox[4 * i + 2]) * stride, h = Math.exp(bbox[4 * i + 3]) * stride;
@@ -207,7 +232,7 @@ const Recognize = (() => {
     // config: the server's /api/browser answer.
     static async create(config) {
       if (!supported()) throw new Error("this browser has no WebAssembly SIMD");
-      if (!DECODERS[config.detector.name]) throw new Error(`no browser decoder for the ${config.detector.name} detector`);
+      if (!DECODERS[config.detector.name] || !SCALES[config.detector.name]) throw new Error(`no browser decoder for the ${config.detector.name} detector`);
       await loadScript(ORT_PATH + "ort.wasm.min.js");
       ort.env.wasm.wasmPaths = ORT_PATH;
       // Threads need SharedArrayBuffer, which browsers give only to cross-origin isolated pages.
@@ -246,7 +271,7 @@ const Recognize = (() => {
       const faces = [];
       const cands = DECODERS[spec.name](out, input, spec, this.detector.outputNames);
       for (const c of nms(cands, spec.nms_threshold)) {
-        const [x, y, w, h] = c.box.map((v) => v / input.scale);
+        const [x, y, w, h] = [c.box[0] / input.sx, c.box[1] / input.sy, c.box[2] / input.sx, c.box[3] / input.sy];
         const x0 = Math.max(0, Math.round(x)), y0 = Math.max(0, Math.round(y));
         const x1 = Math.min(width, Math.round(x + w)), y1 = Math.min(height, Math.round(y + h));
         if (x1 - x0 < 1 || y1 - y0 < 1) continue;
