@@ -63,7 +63,8 @@ async ({ pngs, repeat }) => {
   for (let i = 0; i < repeat; i++) ms.push((await recognizer.analyze(read(bitmaps[0]))).ms);
   const seconds = (performance.now() - t0) / 1000;
   return { results, fps: repeat / seconds, threads: recognizer.threads, isolated: self.crossOriginIsolated,
-           detect_ms: ms.reduce((a, m) => a + m.detect, 0) / repeat, classify_ms: ms.reduce((a, m) => a + m.classify, 0) / repeat };
+           detect_ms: ms.reduce((a, m) => a + m.detect, 0) / repeat,
+           classify_ms: ms.reduce((a, m) => a + m.classify, 0) / repeat };
 }
 """
 

@@ -111,9 +111,9 @@ def test_the_student_page_is_cross_origin_isolated_for_threads(client):
     ('{"face": {"box": [1, 2, 3], "scores": {}}}', "box"),
     ('{"face": {"box": [1, 2, 3, -4], "scores": {}}}', "box"),
     ('{"face": {"box": [1, 2, 30, 40], "scores": {"happy": 1.0}}}', "each of"),
-    ('{"face": {"box": [1, 2, 30, 40], "scores": %s}}' % json.dumps({**scores("happy"), "happy": 1.5}), "probabilities"),
-    ('{"face": {"box": [1, 2, 30, 40], "scores": %s}}' % json.dumps({**scores("happy"), "sad": "x"}), "probabilities"),
-    ('{"face": null, "pad": "%s"}' % ("x" * 3000), "at most"),
+    (json.dumps({"face": {"box": [1, 2, 30, 40], "scores": {**scores("happy"), "happy": 1.5}}}), "probabilities"),
+    (json.dumps({"face": {"box": [1, 2, 30, 40], "scores": {**scores("happy"), "sad": "x"}}}), "probabilities"),
+    (json.dumps({"face": None, "pad": "x" * 3000}), "at most"),
 ])
 def test_bad_score_messages_are_refused(text, error):
     with pytest.raises(ScoreError, match=error):

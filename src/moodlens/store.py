@@ -350,6 +350,13 @@ class Store:
             conn.execute(participants.delete().where(participants.c.session_id == session_id))
             return conn.execute(sessions.delete().where(sessions.c.id == session_id)).rowcount > 0
 
+    def delete_sessions_ended_before(self, cutoff: float) -> list[int]:
+        """Delete every session that ended before ``cutoff`` (open ones are kept), with its
+        participants and records; returns their ids."""
+        with self.engine.connect() as conn:
+            ids = list(conn.execute(sa.select(sessions.c.id).where(sessions.c.ended_at < cutoff)).scalars())
+        return [i for i in ids if self.delete_session(i)]
+
     # participants
     def add_participant(self, session_id: int, name: str, source: str, token: str | None = None,
                         joined_at: float | None = None) -> Participant:

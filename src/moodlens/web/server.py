@@ -36,8 +36,8 @@ from moodlens.annotate import hex_colors
 from moodlens.classify import EmotionModel
 from moodlens.detect import create_detector
 from moodlens.recognizer import Recognizer
-from moodlens.store import Session, Store, database_url
-from moodlens.web import browser
+from moodlens.store import CLASS_ONLY, PRIVACY_MODES, Session, Store, database_url
+from moodlens.web import browser, privacy
 from moodlens.web.auth import STUDENT_COOKIE, TEACHER_COOKIE, Auth, teacher_token
 from moodlens.web.dashboard import review
 from moodlens.web.live import GalleryTiles, Latest, LiveSession, Recorder
@@ -217,9 +217,18 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     ml = MoodLens(store, recognizer or default_recognizer(), token_hash, limits or Limits(),
                   workers or min(2, os.cpu_count() or 1), clock)
 
+    async def keep_retention() -> None:
+        """Delete sessions past the retention setting now and every hour."""
+        while True:
+            for session_id in await run_in_threadpool(privacy.purge, ml.store, ml.clock()):
+                ml.auth.forget(session_id)
+            await asyncio.sleep(3600)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        retention = asyncio.create_task(keep_retention())
         yield
+        retention.cancel()
         for session_id in list(ml.sockets):
             for ws in list(ml.sockets.get(session_id, ())):
                 await _close(ws, 1001, "server stopping")
@@ -276,6 +285,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         app.add_api_route(path, page(name, who), methods=["GET"], include_in_schema=False)
 
     app.include_router(browser.router(ml.recognizer, lambda r: ml.auth.is_teacher(r) or ml.auth.student(r) is not None))
+    app.include_router(privacy.router(ml.store, teacher, ml.clock, ml.auth.forget))
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -357,7 +367,11 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         teacher(request)
         body = await _json(request)
         title = str(body.get("title") or "").strip()[:120] or time.strftime("Class %Y-%m-%d %H:%M")
-        session = await run_in_threadpool(ml.store.create_session, title, ml.recognizer.classes, "class", ml.clock())
+        mode = body.get("privacy") or PRIVACY_MODES[0]
+        if mode not in PRIVACY_MODES:
+            raise HTTPException(400, f"privacy must be one of: {', '.join(PRIVACY_MODES)}")
+        session = await run_in_threadpool(ml.store.create_session, title, ml.recognizer.classes, "class", ml.clock(),
+                                          mode)
         ml.live_session(session)
         return {"session": session.to_dict()}
 
@@ -367,8 +381,8 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         session = await run_in_threadpool(session_or_404, session_id)
         live = ml.live_session(session)
         if live is not None:
-            return await run_in_threadpool(live.snapshot)
-        return await run_in_threadpool(review, ml.store, session)
+            return privacy.visible(await run_in_threadpool(live.snapshot), session)
+        return privacy.visible(await run_in_threadpool(review, ml.store, session), session)
 
     @app.post("/api/sessions/{session_id}/end")
     async def end_session(request: Request, session_id: RowId) -> dict:
@@ -392,7 +406,10 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         if format not in ("csv", "json"):
             raise HTTPException(400, "format must be csv or json")
         await run_in_threadpool(ml.recorder.flush)
-        if format == "json":
+        session = await run_in_threadpool(session_or_404, session_id)
+        if session.privacy == CLASS_ONLY:
+            data = await run_in_threadpool(privacy.class_export, ml.store, session, format)
+        elif format == "json":
             data = await run_in_threadpool(ml.store.export_json, session_id)
         else:
             data = await run_in_threadpool(ml.store.export_csv, session_id)
@@ -449,7 +466,9 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
             raise HTTPException(401, "join a session first")
         session = await run_in_threadpool(ml.store.get_session, student.session_id)
         return {"participant": student.to_dict(), "privacy": PRIVACY,
-                "session": {"id": session.id, "title": session.title, "open": session.open} if session else None}
+                "retention_days": await run_in_threadpool(privacy.retention_days, ml.store),
+                "session": {"id": session.id, "title": session.title, "open": session.open,
+                            "privacy": session.privacy} if session else None}
 
     # WebSockets
     def decode_frame(data: bytes):
@@ -584,7 +603,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         reader = asyncio.create_task(drain())
         try:
             while not reader.done() and not live.ended:
-                await ws.send_json(await run_in_threadpool(live.snapshot))
+                await ws.send_json(privacy.visible(await run_in_threadpool(live.snapshot), live.info))
                 await asyncio.wait([reader], timeout=1.0)
         except (WebSocketDisconnect, RuntimeError):
             pass
