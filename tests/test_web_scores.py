@@ -160,7 +160,8 @@ def test_browser_scores_are_smoothed_and_labelled_as_the_servers_own(recognizer)
     on_server, in_browser = Timeline(recognizer.classes), Timeline(recognizer.classes)
     for frame, t in zip(frames, times):
         served = server.push(frame, t).faces[0]
-        raw = recognizer.analyze_frame(frame).faces[0]  # what the page computes (parity: scripts/browser_check.py)
+        # the unsmoothed scores of that face, as the page computes them (parity: scripts/browser_check.py)
+        raw = recognizer.classify(frame, [Face(served.box)])[0]
         sent = parse_scores(json.dumps({"face": {"box": list(raw.box), "scores": raw.scores}}), recognizer.classes)
         got = browser.push(sent, t)
         assert got.scores == pytest.approx(served.scores, abs=1e-6)

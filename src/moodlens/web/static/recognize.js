@@ -63,25 +63,55 @@ const Recognize = (() => {
     return table;
   }
 
-  // cv2.INTER_LINEAR's taps along one axis (half-pixel centres, edges clamped).
+  // cv2.INTER_LINEAR's source index and 11-bit weights along one axis (half-pixel centres,
+  // edges clamped; positions in float32 as OpenCV computes them).
   function linearTable(src, dst) {
-    const scale = src / dst, table = [];
+    const scale = 1 / (dst / src), index = new Int32Array(dst), weight = new Int32Array(2 * dst);
     for (let d = 0; d < dst; d++) {
-      let f = (d + 0.5) * scale - 0.5, s = Math.floor(f);
-      f -= s;
+      let f = Math.fround((d + 0.5) * scale - 0.5), s = Math.floor(f);
+      f = Math.fround(f - s);
       if (s < 0) { s = 0; f = 0; }
       if (s >= src - 1) { s = src - 1; f = 0; }
-      table.push(f ? [[s, 1 - f], [s + 1, f]] : [[s, 1]]);
+      index[d] = s; weight[2 * d] = rint(Math.fround(1 - f) * 2048); weight[2 * d + 1] = rint(f * 2048);
     }
-    return table;
+    return { index, weight };
   }
 
-  // Resize `channels`-interleaved uint8 pixels (the first `keep` channels of each) as cv2.resize
-  // does (area when `area`, else linear): rows first, then columns, in float32 as OpenCV does;
+  // cv2.resize(..., INTER_LINEAR) on uint8: OpenCV's fixed-point rows then columns, bit for bit.
+  function resizeLinear(pixels, w, h, channels, dw, dh, keep) {
+    const tx = linearTable(w, dw), ty = linearTable(h, dh), rows = new Map();
+    const row = (sy) => {
+      if (!rows.has(sy)) {
+        const buf = new Int32Array(dw * keep), base = sy * w * channels;
+        for (let x = 0; x < dw; x++) {
+          const p0 = base + tx.index[x] * channels, p1 = base + Math.min(tx.index[x] + 1, w - 1) * channels;
+          const a0 = tx.weight[2 * x], a1 = tx.weight[2 * x + 1];
+          for (let c = 0; c < keep; c++) buf[x * keep + c] = pixels[p0 + c] * a0 + pixels[p1 + c] * a1;
+        }
+        rows.set(sy, buf);
+      }
+      return rows.get(sy);
+    };
+    const out = new Uint8Array(dw * dh * keep);
+    for (let y = 0; y < dh; y++) {
+      const r0 = row(ty.index[y]), r1 = row(Math.min(ty.index[y] + 1, h - 1));
+      const b0 = ty.weight[2 * y], b1 = ty.weight[2 * y + 1], base = y * dw * keep;
+      for (let i = 0; i < r0.length; i++) {
+        const v = (((b0 * (r0[i] >> 4)) >> 16) + ((b1 * (r1[i] >> 4)) >> 16) + 2) >> 2;
+        out[base + i] = v < 0 ? 0 : v > 255 ? 255 : v;
+      }
+      for (const sy of rows.keys()) if (sy < ty.index[y]) rows.delete(sy);
+    }
+    return out;
+  }
+
+  // cv2.resize(..., INTER_AREA) on `channels`-interleaved uint8 pixels (the first `keep` channels
+  // of each): rows first, then columns, in float32 as OpenCV does (each product rounded to
+  // float32 before it is added);
   // rounded to uint8 halves up when shrinking by a whole factor (its integer path), else to even.
-  function resize(pixels, w, h, channels, dw, dh, area, keep = channels) {
-    const tx = (area ? areaTable : linearTable)(w, dw), ty = (area ? areaTable : linearTable)(h, dh);
-    const round = area && w % dw === 0 && h % dh === 0 ? Math.round : rint;
+  function resizeArea(pixels, w, h, channels, dw, dh, keep = channels) {
+    const tx = areaTable(w, dw), ty = areaTable(h, dh);
+    const round = w % dw === 0 && h % dh === 0 ? Math.round : rint;
     const srcIndex = [], weight = [], first = new Int32Array(dw + 1);
     tx.forEach((taps, x) => {
       first[x] = srcIndex.length;
@@ -96,7 +126,7 @@ const Recognize = (() => {
         for (let x = 0; x < dw; x++) {
           for (let t = first[x]; t < first[x + 1]; t++) {
             const p = base + si[t], k = wt[t];
-            for (let c = 0; c < keep; c++) buf[x * keep + c] += pixels[p + c] * k;
+            for (let c = 0; c < keep; c++) buf[x * keep + c] += Math.fround(pixels[p + c] * k);
           }
         }
         rows.set(sy, buf);
@@ -107,7 +137,7 @@ const Recognize = (() => {
       acc.fill(0);
       for (const [sy, wy] of ty[y]) {
         const buf = row(sy), k = Math.fround(wy);
-        for (let i = 0; i < acc.length; i++) acc[i] += buf[i] * k;
+        for (let i = 0; i < acc.length; i++) acc[i] += Math.fround(buf[i] * k);
       }
       for (let i = 0; i < acc.length; i++) out[y * dw * keep + i] = Math.min(255, Math.max(0, round(acc[i])));
       if (ty[y + 1]) for (const sy of rows.keys()) if (sy < ty[y + 1][0][0]) rows.delete(sy);
@@ -141,7 +171,7 @@ const Recognize = (() => {
         patch[v * out + u] = (sum + 16384) >> 15;
       }
     }
-    return out === size ? patch : resize(patch, out, out, 1, size, size, out > size);
+    return out === size ? patch : resizeArea(patch, out, out, 1, size, size);  // out > size here
   }
 
   // --- detectors ---------------------------------------------------------------------------------
@@ -175,7 +205,7 @@ const Recognize = (() => {
     let pixels = rgba, w = width, h = height, stride = 4;
     if (scale < 1) {
       w = Math.max(1, Math.round(width * scale)); h = Math.max(1, Math.round(height * scale));
-      pixels = resize(rgba, width, height, 4, w, h, scale < 0.75, 3);
+      pixels = (scale < 0.75 ? resizeArea : resizeLinear)(rgba, width, height, 4, w, h, 3);
       stride = 3;
     }
     const pw = Math.ceil(w / 32) * 32, ph = Math.ceil(h / 32) * 32, plane = pw * ph;
@@ -236,7 +266,10 @@ const Recognize = (() => {
       await loadScript(ORT_PATH + "ort.wasm.min.js");
       ort.env.wasm.wasmPaths = ORT_PATH;
       // Threads need SharedArrayBuffer, which browsers give only to cross-origin isolated pages.
-      ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+      // Half the cores at most: the video call and the page need the rest (on a busy 2-core
+      // machine two threads ran YuNet at half the speed of one: docs/privacy.md).
+      const cores = navigator.hardwareConcurrency || 2;
+      ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.max(1, Math.min(4, Math.floor(cores / 2))) : 1;
       const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
       const [detector, model] = await Promise.all([
         ort.InferenceSession.create(config.detector.url, options),
