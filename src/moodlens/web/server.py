@@ -217,16 +217,20 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     ml = MoodLens(store, recognizer or default_recognizer(), token_hash, limits or Limits(),
                   workers or min(2, os.cpu_count() or 1), clock)
 
-    async def keep_retention() -> None:
-        """Delete sessions past the retention setting now and every hour."""
+    async def apply_retention() -> None:
+        """Delete the sessions past the retention setting."""
+        for session_id in await run_in_threadpool(privacy.purge, ml.store, ml.clock()):
+            ml.auth.forget(session_id)
+
+    async def hourly_retention() -> None:
         while True:
-            for session_id in await run_in_threadpool(privacy.purge, ml.store, ml.clock()):
-                ml.auth.forget(session_id)
             await asyncio.sleep(3600)
+            await apply_retention()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        retention = asyncio.create_task(keep_retention())
+        await apply_retention()  # before the first request
+        retention = asyncio.create_task(hourly_retention())
         yield
         retention.cancel()
         for session_id in list(ml.sockets):

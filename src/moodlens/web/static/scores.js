@@ -70,9 +70,10 @@ function roundScores(scores) {
 
 // Which mode the student page runs: "browser" when the server offers the browser pipeline, this
 // browser has WebAssembly SIMD and a test analysis of a width x height frame is fast enough for
-// `fps`; else "server" (the
-// camera picture goes to the server), with the reason.
-async function chooseMode(fps, width = 320, height = 240) {
+// `fps`; else "server" (the camera picture goes to the server), with the reason. `forced`
+// ("browser" or "server", from the page's address) skips the speed test or the browser.
+async function chooseMode(fps, forced = null, width = 320, height = 240) {
+  if (forced === "server") return { mode: "server", reason: "chosen in the page's address" };
   try {
     const config = await ML.api("/api/browser");
     if (!config.available) return { mode: "server", reason: config.reason };
@@ -83,7 +84,7 @@ async function chooseMode(fps, width = 320, height = 240) {
     const t0 = performance.now();
     await recognizer.analyze(blank);
     const ms = performance.now() - t0;
-    if (ms > 1000 / fps) return { mode: "server", reason: `this device needs ${Math.round(ms)} ms a frame` };
+    if (ms > 1000 / fps && forced !== "browser") return { mode: "server", reason: `this device needs ${Math.round(ms)} ms a frame` };
     return { mode: "browser", recognizer, ms };
   } catch (e) {
     return { mode: "server", reason: e.message };
