@@ -15,49 +15,24 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from moodlens.web.server import create_app, default_recognizer  # noqa: E402
+from moodlens.web.server import create_app  # noqa: E402
+from test_web_api import AUTH, TOKEN, client, clock, db, recognizer  # noqa: E402, F401  (fixtures)
 
-TOKEN = "teacher-secret"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 DAY = 86400
-
-
-class Clock:
-    def __init__(self, t: float = 1_800_000_000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture(scope="module")
-def recognizer():
-    return default_recognizer()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def client(tmp_path, recognizer, clock):
-    with TestClient(create_app(f"sqlite:///{tmp_path / 'web.db'}", recognizer, TOKEN, clock=clock)) as c:
-        yield c
 
 
 def happy() -> str:
     return json.dumps({"face": {"box": [100, 80, 120, 140], "scores": {c: 0.7 if c == "happy" else 0.05 for c in CLASSES}}})
 
 
-def open_session(client, privacy: str) -> dict:
+def open_session(client, privacy: str) -> dict:  # noqa: F811
     r = client.post("/api/sessions", json={"title": "class", "privacy": privacy}, headers=AUTH)
     assert r.status_code == 201
     return r.json()["session"]
 
 
-def students(client, session: dict, n: int) -> list[str]:
+def students(client, session: dict, n: int) -> list[str]:  # noqa: F811
     tokens = []
     for i in range(n):
         tokens.append(client.post("/api/join", json={"code": session["code"], "name": f"S{i}"}).json()["token"])
@@ -65,7 +40,7 @@ def students(client, session: dict, n: int) -> list[str]:
     return tokens
 
 
-def stream(client, clock, session, tokens, seconds: int = 3) -> dict:
+def stream(client, clock, session, tokens, seconds: int = 3) -> dict:  # noqa: F811
     """Each student sends two happy messages a second for ``seconds`` (all sockets open at once);
     the dashboard's view at the end."""
     with ExitStack() as stack:
@@ -79,12 +54,12 @@ def stream(client, clock, session, tokens, seconds: int = 3) -> dict:
     return view
 
 
-def test_an_unknown_privacy_mode_is_refused(client):
+def test_an_unknown_privacy_mode_is_refused(client):  # noqa: F811
     r = client.post("/api/sessions", json={"title": "x", "privacy": "everyone"}, headers=AUTH)
     assert r.status_code == 400 and "class_only" in r.json()["error"]
 
 
-def test_class_only_shows_no_student_and_the_class_only_from_five(client, clock):
+def test_class_only_shows_no_student_and_the_class_only_from_five(client, clock):  # noqa: F811
     session = open_session(client, "class_only")
     tokens = students(client, session, 5)
     client.cookies.set("moodlens_student", tokens[0])
@@ -113,13 +88,13 @@ def test_class_only_shows_no_student_and_the_class_only_from_five(client, clock)
     assert "S0" not in csv
 
 
-def test_per_student_sessions_show_every_student(client, clock):
+def test_per_student_sessions_show_every_student(client, clock):  # noqa: F811
     session = open_session(client, "per_student")
     view = stream(client, clock, session, students(client, session, 2))
     assert view["privacy"] == "per_student" and len(view["participants"]) == 2 and view["mood"]["happy"] == 1.0
 
 
-def test_retention_deletes_ended_sessions_past_it(client, clock):
+def test_retention_deletes_ended_sessions_past_it(client, clock):  # noqa: F811
     assert client.get("/api/settings/retention", headers=AUTH).json() == {"retention_days": None}
     old = open_session(client, "per_student")
     stream(client, clock, old, students(client, old, 1))
@@ -147,12 +122,12 @@ def test_retention_deletes_ended_sessions_past_it(client, clock):
     assert client.get("/api/settings/retention", headers=AUTH).json() == {"retention_days": None}
 
 
-def test_the_server_applies_retention_when_it_starts(tmp_path, recognizer, clock):
-    db = f"sqlite:///{tmp_path / 'web.db'}"
-    with TestClient(create_app(db, recognizer, TOKEN, clock=clock)) as c:
+def test_the_server_applies_retention_when_it_starts(tmp_path, recognizer, clock):  # noqa: F811
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    with TestClient(create_app(url, recognizer, TOKEN, clock=clock)) as c:
         old = open_session(c, "per_student")
         c.post(f"/api/sessions/{old['id']}/end", headers=AUTH)
         c.put("/api/settings/retention", json={"retention_days": 7}, headers=AUTH)
     clock.t += 8 * DAY
-    with TestClient(create_app(db, recognizer, TOKEN, clock=clock)) as c:
+    with TestClient(create_app(url, recognizer, TOKEN, clock=clock)) as c:
         assert c.get("/api/sessions", headers=AUTH).json()["sessions"] == []

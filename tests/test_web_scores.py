@@ -14,45 +14,18 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from fastapi.testclient import TestClient  # noqa: E402
 
 from moodlens.aggregate import Timeline  # noqa: E402
 from moodlens.faces import Face, Frame  # noqa: E402
 from moodlens.recognizer import Recognizer  # noqa: E402
 from moodlens.web.browser import ScoreError, ScoreStream, browser_config, parse_scores  # noqa: E402
-from moodlens.web.server import create_app, default_recognizer  # noqa: E402
+from test_web_api import AUTH, TOKEN, client, clock, db, recognizer  # noqa: E402, F401  (fixtures)
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
-TOKEN = "teacher-secret"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
-class Clock:
-    def __init__(self, t: float = 1_800_000_000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture(scope="module")
-def recognizer() -> Recognizer:
-    return default_recognizer()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def client(tmp_path, recognizer, clock):
-    with TestClient(create_app(f"sqlite:///{tmp_path / 'web.db'}", recognizer, TOKEN, clock=clock)) as c:
-        yield c
-
-
-def join(client, name="Ana") -> tuple[dict, str]:
+def join(client, name="Ana") -> tuple[dict, str]:  # noqa: F811
     session = client.post("/api/sessions", json={"title": "maths"}, headers=AUTH).json()["session"]
     r = client.post("/api/join", json={"code": session["code"], "name": name})
     client.cookies.clear()
@@ -64,7 +37,7 @@ def scores(top: str, p: float = 0.7) -> dict:
     return {c: (p if c == top else rest) for c in CLASSES}
 
 
-def test_the_browser_config_is_read_from_the_servers_pipeline_and_model_metadata(client, recognizer):
+def test_the_browser_config_is_read_from_the_servers_pipeline_and_model_metadata(client, recognizer):  # noqa: F811
     assert client.get("/api/browser").status_code == 401
     config = client.get("/api/browser", headers=AUTH).json()
     assert config["available"] is True
@@ -83,14 +56,14 @@ def test_the_browser_config_is_read_from_the_servers_pipeline_and_model_metadata
     assert client.get("/models/other.onnx", headers=AUTH).status_code == 404
 
 
-def test_a_detector_without_a_browser_version_keeps_students_on_the_server(recognizer):
+def test_a_detector_without_a_browser_version_keeps_students_on_the_server(recognizer):  # noqa: F811
     haar = Recognizer(model=recognizer.model, detector="haar")
     assert browser_config(haar) is None
     aligned = Recognizer(model=recognizer.model, detector=recognizer.detector, align=True)
     assert browser_config(aligned) is None
 
 
-def test_the_student_page_is_cross_origin_isolated_for_threads(client):
+def test_the_student_page_is_cross_origin_isolated_for_threads(client):  # noqa: F811
     r = client.get("/static/vendor/onnxruntime-web/ort-wasm-simd-threaded.mjs")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
     assert r.headers["cross-origin-embedder-policy"] == "require-corp"
@@ -120,7 +93,7 @@ def test_bad_score_messages_are_refused(text, error):
         parse_scores(text, CLASSES)
 
 
-def test_score_messages_become_stored_seconds(client, clock):
+def test_score_messages_become_stored_seconds(client, clock):  # noqa: F811
     session, token = join(client)
     with client.websocket_connect(f"/ws/student/scores?token={token}") as ws:
         for i in range(6):  # 3 s at 2 messages a second: happy, then no face, then too small
@@ -148,7 +121,7 @@ def test_score_messages_become_stored_seconds(client, clock):
     assert rows[0]["scores"]["happy"] == pytest.approx(0.7, abs=1e-4)
 
 
-def test_browser_scores_are_smoothed_and_labelled_as_the_servers_own(recognizer):
+def test_browser_scores_are_smoothed_and_labelled_as_the_servers_own(recognizer):  # noqa: F811
     """The same faces through a server-side FaceStream (detecting every frame) and, as raw
     per-frame scores from a 'browser', through ScoreStream: the same smoothed scores, labels and
     stored seconds."""

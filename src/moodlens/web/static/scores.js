@@ -1,66 +1,24 @@
 // Browser mode for the student page: analyse the camera here (recognize.js) and send only the
-// main face's box and scores over the WebSocket. The same interface as FrameSender (moodlens.js),
-// so the page treats both modes alike.
+// main face's box and scores over the WebSocket. A FrameSender (moodlens.js) whose loop sends
+// scores instead of pictures, so the page treats both modes alike.
 "use strict";
 
-class ScoreSender {
+class ScoreSender extends FrameSender {
   constructor(video, recognizer, path, { maxWidth = 640, fps = 2, onReply, onAnalysed, onClose } = {}) {
-    Object.assign(this, { video, recognizer, path, maxWidth, fps, onReply, onAnalysed, onClose });
-    this.canvas = document.createElement("canvas");
-    this.sent = 0; this.sentAt = new Map(); this.times = []; this.latencies = []; this.running = false;
-    this.lastMessage = null;
+    super(video, path, { maxWidth, fps, onReply, onClose });
+    Object.assign(this, { recognizer, onAnalysed, lastMessage: null });
   }
 
-  start() {
-    this.ws = new WebSocket(ML.wsUrl(this.path));
-    this.ws.onmessage = (event) => this.answer(JSON.parse(event.data));
-    this.ws.onclose = (event) => { this.running = false; if (this.onClose) this.onClose(event); };
-    this.ws.onopen = () => { this.running = true; this.loop(); };
-  }
-
-  stop() {
-    this.running = false;
-    if (this.ws) this.ws.close();
-  }
-
-  answer(reply) {
-    const now = performance.now(), sentAt = this.sentAt.get(reply.seq);
-    this.sentAt.delete(reply.seq);
-    if (sentAt !== undefined) this.latencies.push(now - sentAt);
-    if (this.latencies.length > 20) this.latencies.shift();
-    this.times.push(now);
-    while (this.times.length && now - this.times[0] > 3000) this.times.shift();
-    if (this.onReply) this.onReply(reply, FrameSender.prototype.stats.call(this));
-  }
-
-  // The camera frame as ImageData, at most maxWidth wide.
-  grab() {
-    const scale = Math.min(1, this.maxWidth / this.video.videoWidth);
-    this.canvas.width = Math.round(this.video.videoWidth * scale);
-    this.canvas.height = Math.round(this.video.videoHeight * scale);
-    const ctx = this.canvas.getContext("2d", { willReadFrequently: true });
-    ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
-    return ctx.getImageData(0, 0, this.canvas.width, this.canvas.height);
-  }
-
-  async loop() {
-    let last = 0;
-    while (this.running) {
-      const wait = 1000 / this.fps - (performance.now() - last);
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      if (!this.running) break;
-      if (this.video.readyState < 2 || !this.video.videoWidth) { await new Promise((r) => setTimeout(r, 15)); continue; }
-      last = performance.now();
-      const result = await this.recognizer.analyze(this.grab());
-      if (!this.running || this.ws.readyState !== WebSocket.OPEN) continue;
-      if (this.onAnalysed) this.onAnalysed(result);
-      const main = result.faces[0];  // the largest face is the student's own
-      // Only this leaves the computer: the main face's box and its probabilities, or null.
-      this.lastMessage = JSON.stringify({ face: main ? { box: main.box, scores: roundScores(main.scores) } : null });
-      this.sent += 1;
-      this.sentAt.set(this.sent, performance.now());
-      this.ws.send(this.lastMessage);
-    }
+  // Analyse the newest frame here; send the main face's box and probabilities (or null): the
+  // only thing that leaves the computer.
+  async sendOne() {
+    const ctx = this.draw();
+    const result = await this.recognizer.analyze(ctx.getImageData(0, 0, this.canvas.width, this.canvas.height));
+    if (!this.running || this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.onAnalysed) this.onAnalysed(result);
+    const main = result.faces[0];  // the largest face is the student's own
+    this.lastMessage = JSON.stringify({ face: main ? { box: main.box, scores: roundScores(main.scores) } : null });
+    this.send(this.lastMessage);
   }
 }
 
