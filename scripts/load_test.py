@@ -122,7 +122,8 @@ async def run_student(student: Student, address: str, started_at: float, fps: fl
     import websockets
 
     try:
-        async with websockets.connect(f"ws://{address}{path}?token={student.token}", max_size=2**22) as ws:
+        async with websockets.connect(f"ws://{address}{path}?token={student.token}", max_size=2**22,
+                                      open_timeout=60) as ws:
             async def receive() -> None:
                 async for message in ws:
                     now = time.time()
@@ -205,7 +206,7 @@ async def main_async(args) -> int:
             cpu0 = cpu_seconds(server.pid) if server else None
             load0, client0 = os.getloadavg(), time.process_time()
             print(f"streaming for {args.seconds:.0f} s at {args.fps:g} frames/s...", flush=True)
-            t0 = time.time() + 0.5 + len(students) / 500  # time to open every socket first
+            t0 = time.time() + 0.5 + len(students) / 100  # time to open every socket first
             begin = time.perf_counter()
             # students start spread over one frame interval, like real people
             await asyncio.gather(*(run_student(s, address, session["started_at"], args.fps, args.seconds,
