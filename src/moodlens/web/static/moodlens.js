@@ -262,7 +262,7 @@ class FrameSender {
     this.canvas.width = Math.round(this.video.videoWidth * scale);
     this.canvas.height = Math.round(this.video.videoHeight * scale);
     this.scale = scale;
-    const ctx = this.canvas.getContext("2d", { willReadFrequently: true });
+    const ctx = this.canvas.getContext("2d");
     ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
     return ctx;
   }

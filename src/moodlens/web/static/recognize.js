@@ -107,8 +107,8 @@ const Recognize = (() => {
 
   // cv2.resize(..., INTER_AREA) on `channels`-interleaved uint8 pixels (the first `keep` channels
   // of each): rows first, then columns, in float32 as OpenCV does (each product rounded to
-  // float32 before it is added);
-  // rounded to uint8 halves up when shrinking by a whole factor (its integer path), else to even.
+  // float32 before it is added); rounded to uint8 halves up when shrinking by a whole factor (its
+  // integer path), else to even.
   function resizeArea(pixels, w, h, channels, dw, dh, keep = channels) {
     const tx = areaTable(w, dw), ty = areaTable(h, dh);
     const round = w % dw === 0 && h % dh === 0 ? Math.round : rint;

@@ -7,6 +7,7 @@ class ScoreSender extends FrameSender {
   constructor(video, recognizer, path, { maxWidth = 640, fps = 2, onReply, onAnalysed, onClose } = {}) {
     super(video, path, { maxWidth, fps, onReply, onClose });
     Object.assign(this, { recognizer, onAnalysed, lastMessage: null });
+    this.canvas.getContext("2d", { willReadFrequently: true });  // its pixels are read, never encoded
   }
 
   // Analyse the newest frame here; send the main face's box and probabilities (or null): the
