@@ -725,6 +725,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None, *,
         print("note: browsers allow cameras only on https:// or localhost pages; give students an https:// "
               "address (MOODLENS_SSL_CERTFILE/KEYFILE, or a reverse proxy)", flush=True)
     # No per-message compression: JPEG frames do not shrink and score messages are a few hundred
-    # bytes, while deflating each cost ~90 us of server CPU per message (scripts/load_test.py).
+    # bytes, while deflating each cost ~90 us of server CPU (profiled under scripts/load_test.py).
     uvicorn.run(app, host=host, port=port, ws_max_size=Limits().frame_bytes + 2**10, log_level="warning",
                 ws_per_message_deflate=False, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
