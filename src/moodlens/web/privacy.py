@@ -40,7 +40,7 @@ def visible(view: dict, session: Session, minimum: int = MIN_CLASS) -> dict:
             "mood": view["mood"] if enough else {c: 0.0 for c in view["classes"]},
             "judged": view["judged"] if enough else 0,
             "timeline": {k: [v[i] for i in keep] for k, v in timeline.items()},
-            "hidden": None if enough else f"class only: shown once at least {minimum} students are in"}
+            "hidden": None if enough else f"class figures appear once at least {minimum} students are in"}
 
 
 def class_export(store: Store, session: Session, format: str, minimum: int = MIN_CLASS) -> str | dict:

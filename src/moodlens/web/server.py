@@ -48,7 +48,8 @@ log = logging.getLogger("moodlens.web")
 HERE = Path(__file__).resolve().parent
 PAGES = HERE / "pages"
 PRIVACY = ("MoodLens keeps only numbers: for each participant and each second, the share of each emotion "
-           "and the most likely one. Camera frames and faces are analysed in memory and never stored; an "
+           "and the most likely one. Where a student's browser can, it analyses their camera itself and sends "
+           "only those numbers; other camera frames and faces are analysed in memory and never stored; an "
            "uploaded video is deleted as soon as it has been analysed.")
 # WebSocket close codes (4000-4999 are the application's own)
 CLOSE_UNAUTHORISED, CLOSE_ENDED, CLOSE_NOT_FOUND = 4401, 4000, 4404
