@@ -3,6 +3,7 @@ this machine, and every second of every student must end up stored.
 
     python scripts/load_test.py                       # 25 students, 320x240, 2 frames/s, 60 s
     python scripts/load_test.py --students 50 --seconds 30
+    python scripts/load_test.py --mode scores --students 1000   # browser-mode students: scores only
 
 It starts ``moodlens.web.server.serve`` in a subprocess on a free loopback port with a fresh
 SQLite database (or uses ``--url``/``--token`` of a server already running on loopback), opens a
@@ -11,6 +12,10 @@ faces cut from the shared photos, one per student, moved a few pixels frame to f
 errors, round-trip latency (frame sent -> answer received) p50/p95/max, the server's own time per
 frame, the server process's CPU use, and checks the stored per-second records: every whole second
 that a student sent frames in must be in the export. Exits 1 if any check fails.
+
+``--mode scores`` simulates students whose browsers analyse their cameras themselves (browser
+mode): each sends small JSON score messages (a face box and seven probabilities, as
+static/scores.js does) to ``/ws/student/scores`` instead of pictures.
 
 Traffic goes only to 127.0.0.1/localhost/::1, bounded by ``--seconds``.
 """
@@ -78,6 +83,28 @@ def webcam_frames(size: tuple[int, int], count: int, variants: int = 4) -> list[
     return out
 
 
+def score_messages(count: int, variants: int = 4, seed: int = 0) -> list[list[str]]:
+    """``count`` browser-mode students' messages: what the student page sends for a face at
+    320x240, the box moving a little and the probabilities changing, one message in ten without
+    a face."""
+    from moodlens.classes import FER2013_CLASSES
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        messages = []
+        for v in range(variants * 10):
+            if v % 10 == 9:
+                messages.append(json.dumps({"face": None}))
+                continue
+            p = rng.dirichlet(np.ones(len(FER2013_CLASSES)))
+            x, y = int(100 + rng.integers(-4, 5)), int(50 + rng.integers(-4, 5))
+            messages.append(json.dumps({"face": {"box": [x, y, 110, 128],
+                                                 "scores": {c: round(float(q), 4) for c, q in zip(FER2013_CLASSES, p)}}}))
+        out.append(messages)
+    return out
+
+
 def start_server(port: int, db: str, token: str) -> subprocess.Popen:
     code = f"from moodlens.web.server import serve; serve('127.0.0.1', {port}, {db!r})"
     env = {**os.environ, "MOODLENS_TOKEN": token, "MOODLENS_DATA": str(Path(db).parent)}
@@ -91,11 +118,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def run_student(student: Student, address: str, started_at: float, fps: float, seconds: float,
-                      t0: float) -> None:
+                      t0: float, path: str = "/ws/student") -> None:
     import websockets
 
     try:
-        async with websockets.connect(f"ws://{address}/ws/student?token={student.token}", max_size=2**22) as ws:
+        async with websockets.connect(f"ws://{address}{path}?token={student.token}", max_size=2**22,
+                                      open_timeout=60) as ws:
             async def receive() -> None:
                 async for message in ws:
                     now = time.time()
@@ -104,7 +132,7 @@ async def run_student(student: Student, address: str, started_at: float, fps: fl
                         student.errors.append(reply["error"])
                         continue
                     student.answers += 1
-                    student.with_face += bool(reply.get("faces"))
+                    student.with_face += bool(reply.get("faces") or reply.get("face"))
                     student.dropped = reply.get("dropped", 0)
                     student.server_ms.append(reply.get("ms", 0.0))
                     sent = student.sent.pop(reply["seq"], None)
@@ -149,8 +177,12 @@ async def main_async(args) -> int:
         address, token, server = parts.netloc, args.token, None
     base = f"http://{address}"
     auth = {"Authorization": f"Bearer {token}"}
-    print(f"preparing {args.students} students' frames ({args.width}x{args.height})...", flush=True)
-    frames = webcam_frames((args.width, args.height), args.students)
+    if args.mode == "scores":
+        print(f"preparing {args.students} browser-mode students' score messages...", flush=True)
+        frames, path = score_messages(args.students), "/ws/student/scores"
+    else:
+        print(f"preparing {args.students} students' frames ({args.width}x{args.height})...", flush=True)
+        frames, path = webcam_frames((args.width, args.height), args.students), "/ws/student"
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             for _ in range(300):
@@ -172,16 +204,17 @@ async def main_async(args) -> int:
                 s.token, s.participant_id = r.json()["token"], r.json()["participant"]["id"]
                 http.cookies.clear()
             cpu0 = cpu_seconds(server.pid) if server else None
-            load0 = os.getloadavg()
+            load0, client0 = os.getloadavg(), time.process_time()
             print(f"streaming for {args.seconds:.0f} s at {args.fps:g} frames/s...", flush=True)
-            t0 = time.time() + 0.5
+            t0 = time.time() + 0.5 + len(students) / 100  # time to open every socket first
             begin = time.perf_counter()
             # students start spread over one frame interval, like real people
             await asyncio.gather(*(run_student(s, address, session["started_at"], args.fps, args.seconds,
-                                               t0 + i / (args.fps * len(students)))
+                                               t0 + i / (args.fps * len(students)), path)
                                    for i, s in enumerate(students)))
             wall = time.perf_counter() - begin
             cpu = cpu_seconds(server.pid) - cpu0 if server else None
+            client_cpu = time.process_time() - client0
             load1 = os.getloadavg()
             r = await http.post(f"/api/sessions/{session['id']}/end", headers=auth)
             r.raise_for_status()
@@ -210,7 +243,9 @@ async def main_async(args) -> int:
     sent = sum(s.frames_sent for s in students)
     answers = sum(s.answers for s in students)
     report = {
-        "students": args.students, "frame_size": f"{args.width}x{args.height}", "fps_per_student": args.fps,
+        "mode": args.mode, "students": args.students,
+        "frame_size": f"{args.width}x{args.height}" if args.mode == "frames" else None,
+        "messages_per_second_per_student": args.fps,
         "seconds": args.seconds, "wall_s": round(wall, 1), "frames_sent": sent, "answers": answers,
         "answers_with_a_face": sum(s.with_face for s in students),
         "dropped_stale_frames": sum(s.dropped for s in students), "errors": len(errors),
@@ -220,6 +255,7 @@ async def main_async(args) -> int:
                                 "p95": round(percentile(server_ms, 95), 1)},
         "server_cpu_s": None if cpu is None else round(cpu, 1),
         "server_cpu_cores_used": None if cpu is None else round(cpu / wall, 2),
+        "client_cpu_cores_used": round(client_cpu / wall, 2),
         "load_average_before_after": [round(load0[0], 2), round(load1[0], 2)],
         "stored_rows": len(export["seconds"]),
         "students_with_missing_seconds": len(missing),
@@ -242,6 +278,8 @@ def free_port() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=["frames", "scores"], default="frames",
+                        help="students send camera frames (server-side analysis) or scores (browser mode)")
     parser.add_argument("--students", type=int, default=25)
     parser.add_argument("--fps", type=float, default=2.0, help="frames per second per student")
     parser.add_argument("--seconds", type=float, default=60.0)

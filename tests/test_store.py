@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import json
 import os
 import shutil
 import socket
@@ -181,6 +182,23 @@ def test_upgrade_keeps_every_stored_session(db_url):
     with upgraded.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT note FROM sessions").scalar() == "migrated"
     upgraded.close()
+
+
+def test_migration_2_gives_existing_sessions_the_per_student_privacy_they_had(db_url):
+    old = Store(db_url, MIGRATIONS[:1])  # a database as MoodLens left it before migration 2
+    with old.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO sessions (code, title, kind, classes, started_at) "
+                             "VALUES ('ABCDEF', 'Old class', 'class', :classes, 1.0)"),
+                     {"classes": json.dumps(FER2013_CLASSES)})
+    old.close()
+    s = Store(db_url)
+    assert s.version >= 2
+    assert s.session_by_code("ABCDEF").privacy == "per_student"
+    new = s.create_session("New class", FER2013_CLASSES, privacy="class_only")
+    assert s.get_session(new.id).privacy == "class_only" and new.to_dict()["privacy"] == "class_only"
+    with pytest.raises(ValueError, match="privacy"):
+        s.create_session("Bad", FER2013_CLASSES, privacy="everyone")
+    s.close()
 
 
 def test_failed_upgrade_rolls_back_whole(db_url):

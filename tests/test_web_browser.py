@@ -207,6 +207,8 @@ def test_student_joins_and_the_dashboard_updates(browser, server, screenshots):
     student.click("#join-button")
     student.wait_for_url(f"{server}/student")
     wait_for(student, "document.getElementById('me').textContent === 'Ana'")  # from /api/me
+    assert student.is_disabled("#start")  # until the student agrees to what the consent card says
+    student.check("#agree")
     student.click("#start")
     wait_for(student, "Number(document.body.dataset.answers || 0) >= 2", timeout=30_000)
 

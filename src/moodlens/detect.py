@@ -138,6 +138,7 @@ class CenterFaceDetector:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise DetectorError(f"cannot load CenterFace model {path}: {exc}") from exc
+        self.path = path  # the student page runs this same file in the browser (web/browser.py)
         self.input_name = self.session.get_inputs()[0].name
         self.score_threshold = score_threshold
         self.input_size = input_size

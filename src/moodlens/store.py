@@ -87,8 +87,24 @@ def _v1_tables(md: sa.MetaData) -> tuple[sa.Table, ...]:
     )
 
 
+# Who the teacher sees in a class session (web/privacy.py): each student, or only the class.
+PER_STUDENT, CLASS_ONLY = "per_student", "class_only"
+PRIVACY_MODES = (PER_STUDENT, CLASS_ONLY)
+
+
+def _v2_privacy_column() -> sa.Column:
+    return sa.Column("privacy", sa.String(16), nullable=False, server_default=PER_STUDENT)
+
+
+def _latest_tables(md: sa.MetaData) -> tuple[sa.Table, ...]:
+    """The tables as the latest migration leaves them."""
+    tables = _v1_tables(md)
+    tables[1].append_column(_v2_privacy_column())  # sessions, migration 2
+    return tables
+
+
 # The tables queried by Store: the shape the latest migration leaves.
-settings, sessions, participants, seconds = _v1_tables(sa.MetaData())
+settings, sessions, participants, seconds = _latest_tables(sa.MetaData())
 
 
 # --- migrations ------------------------------------------------------------------------------
@@ -109,8 +125,16 @@ def _v1_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v2_privacy(conn: Connection) -> None:
+    """sessions.privacy: existing sessions keep showing each student (as before)."""
+    column = _v2_privacy_column()
+    ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+    conn.exec_driver_sql(f"ALTER TABLE sessions ADD COLUMN {ddl}")
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "settings, sessions, participants, per-second records", _v1_initial),
+    Migration(2, "sessions.privacy: per student or class only", _v2_privacy),
 ]
 
 
@@ -156,6 +180,7 @@ class Session:
     classes: tuple[str, ...]
     started_at: float
     ended_at: float | None = None
+    privacy: str = PER_STUDENT
 
     @property
     def open(self) -> bool:
@@ -307,8 +332,10 @@ class Store:
 
     # sessions
     def create_session(self, title: str, classes: Iterable[str], kind: str = "class",
-                       started_at: float | None = None) -> Session:
-        """A new open session with a fresh join code."""
+                       started_at: float | None = None, privacy: str = PER_STUDENT) -> Session:
+        """A new open session with a fresh join code; ``privacy`` is one of :data:`PRIVACY_MODES`."""
+        if privacy not in PRIVACY_MODES:
+            raise ValueError(f"privacy must be one of {', '.join(PRIVACY_MODES)}")
         started_at = time.time() if started_at is None else started_at
         classes, title = tuple(classes), safe_text(title, 200)
         for _ in range(20):
@@ -317,8 +344,8 @@ class Store:
                 with self.engine.begin() as conn:
                     sid = conn.execute(sessions.insert().values(
                         code=code, title=title, kind=kind, classes=json.dumps(list(classes)),
-                        started_at=started_at)).inserted_primary_key[0]
-                return Session(sid, code, title, kind, classes, started_at)
+                        started_at=started_at, privacy=privacy)).inserted_primary_key[0]
+                return Session(sid, code, title, kind, classes, started_at, privacy=privacy)
             except sa.exc.IntegrityError:
                 continue  # the code was taken: draw another
         raise StoreError("could not draw a free join code")
@@ -373,6 +400,13 @@ class Store:
             conn.execute(seconds.delete().where(seconds.c.session_id == session_id))
             conn.execute(participants.delete().where(participants.c.session_id == session_id))
             return conn.execute(sessions.delete().where(sessions.c.id == session_id)).rowcount > 0
+
+    def delete_sessions_ended_before(self, cutoff: float) -> list[int]:
+        """Delete every session that ended before ``cutoff`` (open ones are kept), with its
+        participants and records; returns their ids."""
+        with self.engine.connect() as conn:
+            ids = list(conn.execute(sa.select(sessions.c.id).where(sessions.c.ended_at < cutoff)).scalars())
+        return [i for i in ids if self.delete_session(i)]
 
     # participants
     def add_participant(self, session_id: int, name: str, source: str, token: str | None = None,
@@ -495,7 +529,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _session(row) -> Session:
-    return Session(row.id, row.code, row.title, row.kind, tuple(json.loads(row.classes)), row.started_at, row.ended_at)
+    return Session(row.id, row.code, row.title, row.kind, tuple(json.loads(row.classes)), row.started_at, row.ended_at,
+                   row.privacy)
 
 
 def _participant(row) -> Participant:

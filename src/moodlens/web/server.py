@@ -40,7 +40,8 @@ from moodlens.detect import create_detector
 from moodlens.errors import MoodLensError
 from moodlens.journal import Journal, database_unavailable
 from moodlens.recognizer import Recognizer
-from moodlens.store import Session, Store, database_url, journal_path, safe_text, shown_url
+from moodlens.store import CLASS_ONLY, PRIVACY_MODES, Session, Store, database_url, journal_path, safe_text, shown_url
+from moodlens.web import browser, privacy
 from moodlens.web.auth import LOGIN_COOKIE, LOGIN_S, STUDENT_COOKIE, Auth, client_address, teacher_token
 from moodlens.web.dashboard import review
 from moodlens.web.live import GalleryTiles, Latest, LiveSession, Recorder
@@ -52,7 +53,8 @@ log = logging.getLogger("moodlens.web")
 HERE = Path(__file__).resolve().parent
 PAGES = HERE / "pages"
 PRIVACY = ("MoodLens keeps only numbers: for each participant and each second, the share of each emotion "
-           "and the most likely one. Camera frames and faces are analysed in memory and never stored; an "
+           "and the most likely one. Where a student's browser can, it analyses their camera itself and sends "
+           "only those numbers; other camera frames and faces are analysed in memory and never stored; an "
            "uploaded video is deleted as soon as it has been analysed.")
 # WebSocket close codes (4000-4999 are the application's own); a refused handshake is accepted
 # and then closed with its code, since a handshake refused outright reaches the browser as a
@@ -267,9 +269,22 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     ml = MoodLens(store, recognizer or default_recognizer(), token_hash, limits or Limits(),
                   workers or min(2, os.cpu_count() or 1), clock, journal_path(url), uploads)
 
+    async def apply_retention() -> None:
+        """Delete the sessions past the retention setting."""
+        for session_id in await run_in_threadpool(privacy.purge, ml.store, ml.clock()):
+            ml.auth.forget(session_id)
+
+    async def hourly_retention() -> None:
+        while True:
+            await asyncio.sleep(3600)
+            await apply_retention()
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        await apply_retention()  # before the first request
+        retention = asyncio.create_task(hourly_retention())
         yield
+        retention.cancel()
         for session_id in list(ml.sockets):
             for ws in list(ml.sockets.get(session_id, ())):
                 await _close(ws, 1001, "server stopping")
@@ -280,6 +295,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     app.state.token_generated = generated is not None
     app.add_middleware(BodyLimit, limits=ml.limits, auth=ml.auth)
     app.add_middleware(Guard, form_paths=("/login", *BodyLimit.UPLOADS))
+    app.add_middleware(browser.CrossOriginIsolation)
     trusted_proxies = trusted_proxies or os.environ.get("MOODLENS_TRUSTED_PROXIES")
     if trusted_proxies:  # outermost: everything after it sees the client the proxy names
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -322,6 +338,9 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
                             ("/login", "login.html", "anyone"), ("/join", "join.html", "anyone"),
                             ("/student", "student.html", "student")]:
         app.add_api_route(path, page(name, who), methods=["GET"], include_in_schema=False)
+
+    app.include_router(browser.router(ml.recognizer, lambda r: ml.auth.is_teacher(r) or ml.auth.student(r) is not None))
+    app.include_router(privacy.router(ml.store, teacher, ml.clock, ml.auth.forget))
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -418,7 +437,11 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         teacher(request)
         body = await _json(request)
         title = safe_text(body.get("title") or "", 120) or time.strftime("Class %Y-%m-%d %H:%M")
-        session = await run_in_threadpool(ml.store.create_session, title, ml.recognizer.classes, "class", ml.clock())
+        mode = body.get("privacy") or PRIVACY_MODES[0]
+        if mode not in PRIVACY_MODES:
+            raise HTTPException(400, f"privacy must be one of: {', '.join(PRIVACY_MODES)}")
+        session = await run_in_threadpool(ml.store.create_session, title, ml.recognizer.classes, "class", ml.clock(),
+                                          mode)
         ml.live_session(session)
         return {"session": session.to_dict()}
 
@@ -428,8 +451,8 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         session = await run_in_threadpool(session_or_404, session_id)
         live = ml.live_session(session)
         if live is not None:
-            return {**await run_in_threadpool(live.snapshot), "storage": ml.storage()}
-        return await run_in_threadpool(review, ml.store, session)
+            return {**privacy.visible(await run_in_threadpool(live.snapshot), session), "storage": ml.storage()}
+        return privacy.visible(await run_in_threadpool(review, ml.store, session), session)
 
     @app.post("/api/sessions/{session_id}/end")
     async def end_session(request: Request, session_id: RowId) -> dict:
@@ -453,7 +476,10 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         if format not in ("csv", "json"):
             raise HTTPException(400, "format must be csv or json")
         await run_in_threadpool(ml.recorder.flush)
-        if format == "json":
+        session = await run_in_threadpool(session_or_404, session_id)
+        if session.privacy == CLASS_ONLY:
+            data = await run_in_threadpool(privacy.class_export, ml.store, session, format)
+        elif format == "json":
             data = await run_in_threadpool(ml.store.export_json, session_id)
         else:
             data = await run_in_threadpool(ml.store.export_csv, session_id)
@@ -514,7 +540,9 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
             raise HTTPException(401, "join a session first")
         session = await run_in_threadpool(ml.store.get_session, student.session_id)
         return {"participant": student.to_dict(), "privacy": PRIVACY,
-                "session": {"id": session.id, "title": session.title, "open": session.open} if session else None}
+                "retention_days": await run_in_threadpool(privacy.retention_days, ml.store),
+                "session": {"id": session.id, "title": session.title, "open": session.open,
+                            "privacy": session.privacy} if session else None}
 
     # WebSockets
     def decode_frame(data: bytes):
@@ -540,9 +568,9 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
 
         await run_frames(ws, ml, process, lambda: time.monotonic() - start)
 
-    @app.websocket("/ws/student")
-    async def ws_student(ws: WebSocket) -> None:
-        """A student's camera: their main face becomes their per-second records."""
+    async def accept_student(ws: WebSocket):
+        """Accept a student's socket on their live session: (session, participant), or None
+        after closing it."""
         student = ml.auth.student(ws) if same_origin(ws.headers) else None
         if student is None:
             return await refuse(ws, CLOSE_UNAUTHORISED, "join the session first")
@@ -550,7 +578,14 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         if live is None:
             return await refuse(ws, CLOSE_ENDED, "the session has ended")
         await ws.accept()
-        me = live.add(student)
+        return live, live.add(student)
+
+    @app.websocket("/ws/student")
+    async def ws_student(ws: WebSocket) -> None:
+        """A student's camera: their main face becomes their per-second records."""
+        if (accepted := await accept_student(ws)) is None:
+            return
+        live, me = accepted
         stream = ml.recognizer.open_stream()
 
         def process(data: bytes, t: float) -> dict:
@@ -562,6 +597,24 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
             me.connections += 1
 
         await _attend(ws, ml, live, connect, lambda: _disconnected([me]), process)
+
+    @app.websocket("/ws/student/scores")
+    async def ws_student_scores(ws: WebSocket) -> None:
+        """Browser mode: the student's browser analyses the camera and sends only scores."""
+        if (accepted := await accept_student(ws)) is None:
+            return
+        live, me = accepted
+        stream = browser.ScoreStream(ml.recognizer)
+
+        def process(text: str, t: float) -> dict:
+            face = stream.push(browser.parse_scores(text, live.info.classes), t)
+            ml.record(live, me.observe(face, t))
+            return {"face": None if face is None else face.to_dict()}
+
+        def connect() -> None:
+            me.connections += 1
+
+        await _attend(ws, ml, live, connect, lambda: _disconnected([me]), process, browser.run_scores)
 
     async def accept_teacher(ws: WebSocket, session_id: int) -> LiveSession | None:
         """Accept a teacher's socket on a live session; close it (and return None) otherwise."""
@@ -629,7 +682,8 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         reader = asyncio.create_task(drain())
         try:
             while not reader.done() and not live.ended:
-                await ws.send_json({**await run_in_threadpool(live.snapshot), "storage": ml.storage()})
+                await ws.send_json({**privacy.visible(await run_in_threadpool(live.snapshot), live.info),
+                                    "storage": ml.storage()})
                 await asyncio.wait([reader], timeout=1.0)
         except (WebSocketDisconnect, RuntimeError):
             pass
@@ -651,16 +705,17 @@ def _disconnected(people: list) -> list:
 
 
 async def _attend(ws: WebSocket, ml: MoodLens, live: LiveSession, connect: Callable[[], None],
-                  disconnect: Callable[[], list], process: Callable[[bytes, float], dict]) -> None:
+                  disconnect: Callable[[], list], process: Callable, receive=run_frames) -> None:
     """Run a session connection: ``connect()`` counts its participants (a gallery's grow while it
     runs) as connected, ``disconnect()`` counts them off again and returns those left with no
     connection, whose open second is then stored. Both run on the event loop without awaiting,
-    so a cancelled connection still counts itself off."""
+    so a cancelled connection still counts itself off. ``receive`` runs the socket: frames
+    (:func:`run_frames`) or a browser's scores (:func:`moodlens.web.browser.run_scores`)."""
     ml.sockets.setdefault(live.info.id, set()).add(ws)
     ml.left_open.discard(live.info.id)
     connect()
     try:
-        await run_frames(ws, ml, process, live.now)
+        await receive(ws, ml, process, live.now)
     finally:
         ml.sockets.get(live.info.id, set()).discard(ws)
         for p in disconnect():
@@ -783,8 +838,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None, *,
         for line in startup_message(host, listener.getsockname()[1], https=bool(ssl_certfile),
                                     token_known=not app.state.token_generated):
             print(line, flush=True)
+        # No per-message compression: JPEG frames do not shrink and score messages are a few hundred
+        # bytes, while deflating each cost ~90 us of server CPU (profiled under scripts/load_test.py).
         config = uvicorn.Config(app, ws_max_size=(limits or Limits()).frame_bytes + 2**10, log_level="warning",
-                                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, proxy_headers=False)
+                                ws_per_message_deflate=False, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+                                proxy_headers=False)
         uvicorn.Server(config).run(sockets=[listener])
     finally:
         listener.close()

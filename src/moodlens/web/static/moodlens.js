@@ -252,17 +252,33 @@ class FrameSender {
         continue;
       }
       last = performance.now();
-      const scale = Math.min(1, this.maxWidth / this.video.videoWidth);
-      this.canvas.width = Math.round(this.video.videoWidth * scale);
-      this.canvas.height = Math.round(this.video.videoHeight * scale);
-      this.scale = scale;
-      this.canvas.getContext("2d").drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
-      const blob = await new Promise((r) => this.canvas.toBlob(r, "image/jpeg", this.quality));
-      if (!blob || !this.running || this.ws.readyState !== WebSocket.OPEN) continue;
-      this.sent += 1;
-      this.sentAt.set(this.sent, performance.now());
-      this.ws.send(await blob.arrayBuffer());
+      await this.sendOne();
     }
+  }
+
+  // Draw the video into the canvas (at most maxWidth wide); its 2D context.
+  draw() {
+    const scale = Math.min(1, this.maxWidth / this.video.videoWidth);
+    this.canvas.width = Math.round(this.video.videoWidth * scale);
+    this.canvas.height = Math.round(this.video.videoHeight * scale);
+    this.scale = scale;
+    const ctx = this.canvas.getContext("2d");
+    ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
+    return ctx;
+  }
+
+  // One message: the frame as JPEG (browser mode's ScoreSender sends scores instead).
+  async sendOne() {
+    this.draw();
+    const blob = await new Promise((r) => this.canvas.toBlob(r, "image/jpeg", this.quality));
+    if (!blob || !this.running || this.ws.readyState !== WebSocket.OPEN) return;
+    this.send(await blob.arrayBuffer());
+  }
+
+  send(message) {
+    this.sent += 1;
+    this.sentAt.set(this.sent, performance.now());
+    this.ws.send(message);
   }
 }
 

@@ -1,0 +1,194 @@
+"""Browser mode: the student's own browser detects and classifies faces (static/recognize.js on
+onnxruntime-web) and sends only scores; the server smooths, labels, aggregates and stores them
+exactly as it does the faces it finds itself in a student's frames.
+
+- :func:`browser_config` tells the page which ONNX files to run and every parameter of the
+  pipeline, read from the server's own :class:`~moodlens.recognizer.Recognizer` (detector
+  settings, crop framing, readability limits) and from the emotion model's ONNX metadata.
+- :func:`router` serves that configuration and the two model files.
+- :class:`ScoreStream` turns one student's score messages into the same per-frame
+  :class:`~moodlens.faces.Face` records a :class:`~moodlens.recognizer.FaceStream` gives.
+- :class:`CrossOriginIsolation` marks the student page cross-origin isolated, which lets
+  onnxruntime-web use threads (SharedArrayBuffer).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse
+from starlette.websockets import WebSocketDisconnect
+
+from moodlens.faces import TOO_SMALL, Face
+from moodlens.recognizer import Recognizer
+from moodlens.track import Tracker
+
+# Detectors static/recognize.js can decode, with the channel order each network reads.
+BROWSER_DETECTORS = {"centerface": "rgb", "yunet": "bgr"}
+SCALE_ATTRIBUTES = ("input_size", "smallest_face", "min_face", "largest_face")
+MAX_MESSAGE = 2048  # bytes of one score message: a box and seven probabilities need ~250
+MAX_SIDE = 10_000  # pixels: no camera frame is larger
+
+
+class ScoreError(ValueError):
+    """A score message that is not what the student page sends."""
+
+
+def browser_config(recognizer: Recognizer) -> dict | None:
+    """Everything the browser needs to run ``recognizer``'s pipeline, or None when it cannot
+    (a detector without a browser decoder, or aligned crops, which the page does not do)."""
+    det = recognizer.detector
+    path = getattr(det, "path", None)
+    if det.name not in BROWSER_DETECTORS or path is None or recognizer.align:
+        return None
+    return {
+        "detector": {"name": det.name, "url": "/models/detector.onnx", "channels": BROWSER_DETECTORS[det.name],
+                     "score_threshold": det.score_threshold, "nms_threshold": det.nms_threshold,
+                     # what its frame_scale() reads, whichever the backend has
+                     **{k: getattr(det, k) for k in SCALE_ATTRIBUTES if hasattr(det, k)}},
+        "model": {"url": "/models/emotion.onnx", "spec": asdict(recognizer.model.spec)},
+        "crop": {"scale": recognizer.crop_scale, "shift": recognizer.crop_shift},
+        "min_face": recognizer.min_face, "uncertain_below": recognizer.uncertain_below,
+        "max_faces": recognizer.max_faces,
+    }
+
+
+def router(recognizer: Recognizer, allowed) -> APIRouter:
+    """``/api/browser`` and the model files, for whoever ``allowed(request)`` admits."""
+    routes = APIRouter()
+    config = browser_config(recognizer)
+    files = {"emotion.onnx": recognizer.model.path}
+    if config is not None:
+        files["detector.onnx"] = recognizer.detector.path
+
+    def check(request: Request) -> None:
+        if not allowed(request):
+            raise HTTPException(401, "log in or join a session first")
+
+    @routes.get("/api/browser")
+    async def browser(request: Request) -> dict:
+        check(request)
+        if config is None:
+            return {"available": False, "reason": f"the server's {recognizer.detector.name} pipeline has no browser version"}
+        return {"available": True, **config}
+
+    @routes.get("/models/{name}", include_in_schema=False)
+    async def model_file(request: Request, name: str) -> FileResponse:
+        check(request)
+        if name not in files:
+            raise HTTPException(404, f"no model {name}")
+        return FileResponse(files[name], media_type="application/octet-stream",
+                            headers={"Cache-Control": "private, max-age=3600"})
+
+    return routes
+
+
+def parse_scores(text: str, classes: tuple[str, ...]) -> Face | None:
+    """The face of one score message (None: no face seen).
+
+    A message is ``{"face": null}`` or ``{"face": {"box": [x, y, w, h], "scores": {class: p}}}``
+    with a probability for every class of the session's model (none for a face too small to
+    read); anything else raises :class:`ScoreError`.
+    """
+    if len(text) > MAX_MESSAGE:
+        raise ScoreError(f"a score message is at most {MAX_MESSAGE} bytes")
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise ScoreError("a score message is JSON") from None
+    if not isinstance(message, dict) or "face" not in message:
+        raise ScoreError('a score message is {"face": ...}')
+    face = message["face"]
+    if face is None:
+        return None
+    if not isinstance(face, dict):
+        raise ScoreError("face must be an object or null")
+    box, scores = face.get("box"), face.get("scores") or {}
+    if not (isinstance(box, list) and len(box) == 4 and all(_number(v) and 0 <= v <= MAX_SIDE for v in box)):
+        raise ScoreError("box must be [x, y, w, h] in pixels")
+    if not isinstance(scores, dict) or (scores and set(scores) != set(classes)):
+        raise ScoreError(f"scores must give a probability for each of: {', '.join(classes)}")
+    if not all(_number(p) and 0 <= p <= 1 for p in scores.values()):
+        raise ScoreError("scores must be probabilities (0 to 1)")
+    result = Face(tuple(int(round(v)) for v in box), scores={c: float(scores[c]) for c in classes} if scores else {})
+    if not scores:
+        result.status = TOO_SMALL
+    return result
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+class ScoreStream:
+    """One student's browser-mode connection: the faces their browser found, tracked and
+    smoothed with the same :class:`~moodlens.track.Tracker` settings and labelled by the same
+    :meth:`~moodlens.recognizer.Recognizer.label` as a server-side
+    :class:`~moodlens.recognizer.FaceStream`, so stored seconds mean the same in both modes."""
+
+    def __init__(self, recognizer: Recognizer, smoothing_s: float = 0.5):
+        self.recognizer = recognizer
+        self.tracker = Tracker(recognizer.classes, smoothing_s=smoothing_s)
+
+    def push(self, face: Face | None, t: float) -> Face | None:
+        if face is None:
+            self.tracker.update([], t)
+            return None
+        return self.recognizer.label(self.tracker.update([face], t))[0]
+
+
+class CrossOriginIsolation:
+    """ASGI middleware: the student page and the runtime files it loads are sent with the
+    headers that make the page cross-origin isolated (COOP same-origin, COEP require-corp), the
+    condition for SharedArrayBuffer and so for onnxruntime-web's threads. The page loads
+    nothing from other origins, so isolation costs it nothing."""
+
+    PATHS = ("/student", "/static/")
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.PATHS):
+            return await self.app(scope, receive, send)
+
+        async def send_isolated(message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []),
+                                      (b"cross-origin-opener-policy", b"same-origin"),
+                                      (b"cross-origin-embedder-policy", b"require-corp"),
+                                      (b"cross-origin-resource-policy", b"same-origin")]
+            await send(message)
+
+        await self.app(scope, receive, send_isolated)
+
+
+async def run_scores(ws, ml, process, now) -> None:
+    """Receive a student's score messages (JSON text) and answer each with ``process(text, t)``'s
+    result and ``seq`` (messages counted from 1). Score messages are tiny and cheap, so they are
+    handled in order on the event loop, none dropped. A picture sent here is refused: in browser
+    mode no image is taken in."""
+    seq = 0
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            seq += 1
+            started = time.perf_counter()
+            text = message.get("text")
+            if text is None:
+                reply = {"error": "this socket takes score messages (JSON text), not pictures", "status": 415}
+            else:
+                try:
+                    reply = process(text, now())
+                except ScoreError as exc:
+                    reply = {"error": str(exc), "status": 422}
+            reply.update(seq=seq, ms=round((time.perf_counter() - started) * 1e3, 2))
+            await ws.send_json(reply)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
