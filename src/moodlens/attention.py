@@ -1,0 +1,273 @@
+""""May need attention": each participant judged against their own usual expression and the class.
+
+The emotion model reads some resting faces as sad, angry or afraid all lesson long. Flagging the
+emotion itself would flag those people forever; what a teacher wants to know is who *changed*.
+So each participant gets a personal baseline, the median of their own per-second scores over the
+seconds that looked usual, learned during the lesson and kept learning (a first minute that was
+unusual is outvoted later). A second's deviation is how much more of the negative classes
+(angry, fear, sad) it holds than the baseline, less what the whole class moved at that second
+(a sad film clip moves everyone; that is the class mood, not one student's state).
+
+Flags have hysteresis: one is raised when most seconds of a short window are clearly above the
+usual, and cleared only when most of them are back near it. A second without a record yet is
+unknown and changes nothing; a participant who sent nothing for ``gap_s`` seconds has left, which
+ends their flags at the last second seen. Everything is computed causally, second by second, in
+one :class:`ClassWatch`, so the live dashboard (fed seconds as they close) and the stored review
+(fed the stored seconds) raise the same flags.
+
+    >>> watch = ClassWatch(classes)                        # doctest: +SKIP
+    >>> for second in range(end):                          # doctest: +SKIP
+    ...     watch.step(second, records_by_participant.get(second, {}))
+    >>> watch.flags(participant_id)                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from moodlens.aggregate import SecondRecord
+
+NEGATIVE: tuple[str, ...] = ("angry", "fear", "sad")
+NO_FACE = "no_face"
+# how a flag reads for each reason: "sadder than usual for 40 s"
+WORDING = {"sad": "sadder than usual", "fear": "more fearful than usual", "angry": "angrier than usual",
+           NO_FACE: "no readable face"}
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The thresholds, in shares of probability (0.2 = 20 points more negative than usual).
+
+    Attributes:
+        learn_s: readable seconds before a participant's baseline is used (no emotion flags before).
+        history_s: the baseline is the median of at most this many recent usual seconds.
+        window_s: the evidence window, in readable seconds.
+        raise_n: seconds of the window above ``rise`` that raise a flag.
+        clear_n: seconds of the window below ``fall`` that clear it.
+        rise, fall: deviation thresholds (``fall < rise``: the hysteresis band).
+        noise: ``rise`` grows to this many robust standard deviations of the participant's own
+            usual seconds, so a jittery reading needs a bigger change.
+        absent_s: unreadable seconds in a row (camera on, no face read) that raise "no readable face".
+        back_s: readable seconds in a row that clear it.
+        gap_s: seconds without any record after which a participant has left.
+        class_min: participants with a baseline needed before the class's shift is taken out.
+    """
+
+    learn_s: int = 20
+    history_s: int = 600
+    window_s: int = 10
+    raise_n: int = 6
+    clear_n: int = 7
+    rise: float = 0.2
+    fall: float = 0.1
+    noise: float = 3.0
+    absent_s: int = 10
+    back_s: int = 3
+    gap_s: int = 5
+    class_min: int = 5
+
+
+@dataclass
+class Flag:
+    """Seconds ``start``..``end`` (inclusive) in which a participant looked notably more
+    ``reason`` than usual (a negative class), or showed no readable face (``no_face``);
+    ``end`` is None while the flag is still up."""
+
+    reason: str
+    start: int
+    end: int | None = None
+
+    def seconds(self, now: int | None = None) -> int:
+        last = self.end if self.end is not None else now
+        return (last if last is not None else self.start) - self.start + 1
+
+    def text(self, now: int | None = None) -> str:
+        return f"{WORDING.get(self.reason, self.reason)} for {self.seconds(now)} s"
+
+    def to_dict(self, now: int | None = None) -> dict:
+        return {"reason": self.reason, "start": self.start, "end": self.end, "ongoing": self.end is None,
+                "seconds": self.seconds(now), "text": self.text(now)}
+
+
+@dataclass
+class Watch:
+    """One participant's baseline, evidence and flags (see :class:`ClassWatch`)."""
+
+    rules: Rules
+    usual: deque = field(default_factory=deque)  # score vectors of usual seconds
+    baseline: np.ndarray | None = None
+    threshold: float = 0.0
+    evidence: deque = field(default_factory=deque)  # (second, +1 above rise / -1 below fall / 0)
+    pushes: deque = field(default_factory=deque)  # (second, per-negative-class excess) while raising
+    flag: Flag | None = None  # the emotion flag now up
+    blank: Flag | None = None  # the no-face flag now up (or building: end is None, not yet in flags)
+    blank_raised: bool = False
+    readable_run: int = 0
+    unreadable_run: int = 0
+    last_seen: int | None = None
+    left_at: int | None = None
+    done: list[Flag] = field(default_factory=list)
+    seconds: int = 0
+    readable: int = 0
+    away: int = 0  # readable seconds that differed notably from the usual
+    last_deviation: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.usual = deque(maxlen=self.rules.history_s)
+        self.evidence = deque(maxlen=self.rules.window_s)
+        self.pushes = deque(maxlen=self.rules.window_s)
+
+    def excess(self, p: np.ndarray, negative: np.ndarray) -> np.ndarray | None:
+        """How much more of each negative class than usual (None without a baseline)."""
+        return None if self.baseline is None else p[negative] - self.baseline[negative]
+
+    def learn(self, p: np.ndarray) -> None:
+        self.usual.append(p)
+        # recomputed every 5 usual seconds: a median over 600 vectors each second adds up in a class of 50
+        if len(self.usual) >= self.rules.learn_s and (self.baseline is None or len(self.usual) % 5 == 0):
+            history = np.stack(self.usual)
+            self.baseline = np.median(history, axis=0)
+            self._spread = history
+
+    def set_threshold(self, negative: np.ndarray) -> None:
+        history = self._spread[:, negative].sum(1)
+        mad = float(np.median(np.abs(history - np.median(history))))
+        self.threshold = max(self.rules.rise, self.rules.noise * 1.4826 * mad)
+
+    def step(self, second: int, p: np.ndarray | None, excess: np.ndarray | None, shift: float,
+             classes_negative: Sequence[str], negative: np.ndarray) -> None:
+        """One second: ``p`` the scores (None: a record without a readable face), ``excess``
+        as :meth:`excess`, ``shift`` the class's own move to take out."""
+        r = self.rules
+        self.seconds += 1
+        self.last_seen, self.left_at = second, None
+        if p is None:
+            self.readable_run = 0
+            self.unreadable_run += 1
+            if self.blank is None:
+                self.blank = Flag(NO_FACE, second)
+            if not self.blank_raised and self.unreadable_run >= r.absent_s:
+                self.blank_raised = True
+            return
+        self.readable += 1
+        self.unreadable_run = 0
+        self.readable_run += 1
+        if self.blank is not None and (self.readable_run >= r.back_s or not self.blank_raised):
+            if self.blank_raised:
+                self.blank.end = second - self.readable_run
+                self.done.append(self.blank)
+            self.blank, self.blank_raised = None, False
+        if excess is None:  # still learning this face
+            self.learn(p)
+            if self.baseline is not None:
+                self.set_threshold(negative)
+            return
+        deviation = float(excess.sum()) - shift
+        self.last_deviation = deviation
+        self.away += bool(0.5 * np.abs(p - self.baseline).sum() > r.rise)
+        vote = 1 if deviation > self.threshold else -1 if deviation < r.fall else 0
+        self.evidence.append((second, vote))
+        if vote > 0:
+            self.pushes.append((second, excess))
+        if self.flag is None:
+            highs = [s for s, v in self.evidence if v > 0]
+            if len(highs) >= r.raise_n:
+                pushes = [e for s, e in self.pushes if s >= highs[0]]
+                self.flag = Flag(classes_negative[int(np.argmax(np.sum(pushes, axis=0)))], highs[0])
+        elif sum(v < 0 for _, v in self.evidence) >= r.clear_n:
+            self.flag.end = max((s for s, v in self.evidence if v > 0), default=self.flag.start)
+            self.done.append(self.flag)
+            self.flag = None
+            self.evidence.clear()
+        if self.flag is None and vote < 0:
+            # only seconds near the usual teach it: a long change is not learnt as the new normal
+            self.learn(p)
+            if len(self.usual) % 5 == 0:
+                self.set_threshold(negative)
+
+    def leave(self) -> None:
+        """Gone for ``gap_s`` seconds: flags end at the last second seen."""
+        if self.flag is not None:
+            self.flag.end = self.last_seen
+            self.done.append(self.flag)
+        if self.blank is not None and self.blank_raised:
+            self.blank.end = self.last_seen
+            self.done.append(self.blank)
+        self.flag, self.blank, self.blank_raised = None, None, False
+        self.evidence.clear()
+        self.pushes.clear()
+        self.readable_run = self.unreadable_run = 0
+        self.left_at = self.last_seen
+
+    def flags(self) -> list[Flag]:
+        """Every flag so far, in time order; those still up have ``end`` None."""
+        up = [f for f in (self.flag, self.blank if self.blank_raised else None) if f is not None]
+        return sorted(self.done + up, key=lambda f: f.start)
+
+    def usual_emotion(self, classes: Sequence[str]) -> str | None:
+        return None if self.baseline is None else classes[int(np.argmax(self.baseline))]
+
+
+class ClassWatch:
+    """The whole class, second by second: each participant's :class:`Watch`, and the class's
+    shift (the median deviation of those with a baseline) that is taken out of each.
+
+    Args:
+        classes: the model's classes, in the order of the scores.
+        rules: thresholds (:class:`Rules`).
+    """
+
+    def __init__(self, classes: Sequence[str], rules: Rules | None = None):
+        self.classes = tuple(classes)
+        self.rules = rules or Rules()
+        self.negative_names = tuple(c for c in NEGATIVE if c in self.classes)
+        self.negative = np.array([self.classes.index(c) for c in self.negative_names], dtype=int)
+        self.watches: dict[int, Watch] = {}
+        self.second: int | None = None  # the last second stepped
+        self.shifts: dict[int, float] = {}  # second -> the class's median deviation (for the report)
+
+    def watch(self, participant: int) -> Watch:
+        w = self.watches.get(participant)
+        if w is None:
+            w = self.watches[participant] = Watch(self.rules)
+        return w
+
+    def step(self, second: int, records: dict[int, SecondRecord]) -> None:
+        """Take one second: ``records`` maps participant id -> that second's record (missing
+        participants are unknown for now, and leave after ``gap_s`` such seconds)."""
+        scores = {pid: (np.array([r.scores.get(c, 0.0) for c in self.classes]) if r.emotion else None)
+                  for pid, r in records.items()}
+        excess = {pid: self.watch(pid).excess(p, self.negative) if p is not None else None
+                  for pid, p in scores.items()}
+        moves = [float(e.sum()) for e in excess.values() if e is not None]
+        shift = float(np.median(moves)) if len(moves) >= self.rules.class_min else 0.0
+        if moves:
+            self.shifts[second] = shift
+        for pid, p in scores.items():
+            self.watch(pid).step(second, p, excess[pid], max(0.0, shift), self.negative_names, self.negative)
+        for pid, w in self.watches.items():
+            if pid not in records and w.left_at is None and w.last_seen is not None \
+                    and second - w.last_seen >= self.rules.gap_s:
+                w.leave()
+        self.second = second
+
+    def run(self, records: Iterable[SecondRecord], until: int | None = None) -> ClassWatch:
+        """Step through stored records (any order) from the first second to ``until``
+        (default the last record's second)."""
+        by_second: dict[int, dict[int, SecondRecord]] = {}
+        for r in records:
+            by_second.setdefault(r.second, {})[r.track_id] = r
+        if by_second:
+            start = min(by_second) if self.second is None else self.second + 1
+            end = max(by_second) if until is None else until
+            for second in range(start, end + 1):
+                self.step(second, by_second.get(second, {}))
+        return self
+
+    def flags(self, participant: int) -> list[Flag]:
+        w = self.watches.get(participant)
+        return w.flags() if w else []
