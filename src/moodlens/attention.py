@@ -244,9 +244,10 @@ class ClassWatch:
         excess = {pid: self.watch(pid).excess(p, self.negative) if p is not None else None
                   for pid, p in scores.items()}
         moves = [float(e.sum()) for e in excess.values() if e is not None]
-        shift = float(np.median(moves)) if len(moves) >= self.rules.class_min else 0.0
         if moves:
-            self.shifts[second] = shift
+            self.shifts[second] = float(np.median(moves))
+        # too few faces and the median is one student's own change, not the class's
+        shift = self.shifts[second] if len(moves) >= self.rules.class_min else 0.0
         for pid, p in scores.items():
             self.watch(pid).step(second, p, excess[pid], max(0.0, shift), self.negative_names, self.negative)
         for pid, w in self.watches.items():
@@ -266,6 +267,13 @@ class ClassWatch:
             end = max(by_second) if until is None else until
             for second in range(start, end + 1):
                 self.step(second, by_second.get(second, {}))
+        return self
+
+    def finish(self) -> ClassWatch:
+        """The end of the lesson: flags still up end at each participant's last second."""
+        for w in self.watches.values():
+            if w.left_at is None and w.last_seen is not None:
+                w.leave()
         return self
 
     def flags(self, participant: int) -> list[Flag]:
