@@ -4,9 +4,13 @@ The emotion model reads some resting faces as sad, angry or afraid all lesson lo
 emotion itself would flag those people forever; what a teacher wants to know is who *changed*.
 So each participant gets a personal baseline, the median of their own per-second scores over the
 seconds that looked usual, learned during the lesson and kept learning (a first minute that was
-unusual is outvoted later). A second's deviation is how much more of the negative classes
-(angry, fear, sad) it holds than the baseline, less what the whole class moved at that second
-(a sad film clip moves everyone; that is the class mood, not one student's state).
+unusual is outvoted later). A second's deviation is how much the odds of the negative classes
+(angry, fear, sad together) rose over the baseline's, in log-odds, less what the whole class
+moved at that second (a sad film clip moves everyone; that is the class mood, not one student's
+state). Log-odds, because probabilities saturate: a resting face the model already reads as 75 %
+negative can only gain 20 points when the person is clearly upset, yet its odds grow sevenfold.
+A rise must also be worth ``min_points`` of probability, so a face read at 5 % negative does not
+count as changed at 12 %.
 
 Flags have hysteresis: one is raised when most seconds of a short window are clearly above the
 usual, and cleared only when most of them are back near it. A second without a record yet is
@@ -23,6 +27,7 @@ one :class:`ClassWatch`, so the live dashboard (fed seconds as they close) and t
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +45,8 @@ WORDING = {"sad": "sadder than usual", "fear": "more fearful than usual", "angry
 
 @dataclass(frozen=True)
 class Rules:
-    """The thresholds, in shares of probability (0.2 = 20 points more negative than usual).
+    """The thresholds. Deviations are in log-odds of the negative classes (1.0: odds e times the
+    usual); ``min_points`` and ``away`` are shares of probability.
 
     Attributes:
         learn_s: readable seconds before a participant's baseline is used (no emotion flags before).
@@ -51,6 +57,10 @@ class Rules:
         rise, fall: deviation thresholds (``fall < rise``: the hysteresis band).
         noise: ``rise`` grows to this many robust standard deviations of the participant's own
             usual seconds, so a jittery reading needs a bigger change.
+        min_points: a second above ``rise`` must also hold this much more negative probability
+            than usual (and counts as back below ``min_points / 2``).
+        away: a second is "away from the usual" when its scores differ from the baseline's by
+            more than this (total variation).
         absent_s: unreadable seconds in a row (camera on, no face read) that raise "no readable face".
         back_s: readable seconds in a row that clear it.
         gap_s: seconds without any record after which a participant has left.
@@ -62,13 +72,20 @@ class Rules:
     window_s: int = 10
     raise_n: int = 6
     clear_n: int = 7
-    rise: float = 0.2
-    fall: float = 0.1
+    rise: float = 1.0
+    fall: float = 0.5
     noise: float = 3.0
+    min_points: float = 0.1
+    away: float = 0.2
     absent_s: int = 10
     back_s: int = 3
     gap_s: int = 5
     class_min: int = 5
+
+
+def log_odds(p: float) -> float:
+    p = min(max(p, 0.005), 0.995)  # a reading of exactly 0 or 1 is not infinitely sure
+    return math.log(p / (1 - p))
 
 
 @dataclass
@@ -99,12 +116,13 @@ class Watch:
 
     rules: Rules
     usual: deque = field(default_factory=deque)  # score vectors of usual seconds
-    baseline: np.ndarray | None = None
+    baseline: np.ndarray | None = None  # the median usual scores
+    base_odds: float = 0.0  # the median usual log-odds of the negative classes
     threshold: float = 0.0
-    evidence: deque = field(default_factory=deque)  # (second, +1 above rise / -1 below fall / 0)
-    pushes: deque = field(default_factory=deque)  # (second, per-negative-class excess) while raising
+    evidence: deque = field(default_factory=deque)  # (second, +1 above / -1 back below / 0 between)
+    pushes: deque = field(default_factory=deque)  # (second, per-negative-class excess) of the +1 seconds
     flag: Flag | None = None  # the emotion flag now up
-    blank: Flag | None = None  # the no-face flag now up (or building: end is None, not yet in flags)
+    blank: Flag | None = None  # a run of unreadable seconds (a flag once ``blank_raised``)
     blank_raised: bool = False
     readable_run: int = 0
     unreadable_run: int = 0
@@ -121,27 +139,22 @@ class Watch:
         self.evidence = deque(maxlen=self.rules.window_s)
         self.pushes = deque(maxlen=self.rules.window_s)
 
-    def excess(self, p: np.ndarray, negative: np.ndarray) -> np.ndarray | None:
-        """How much more of each negative class than usual (None without a baseline)."""
-        return None if self.baseline is None else p[negative] - self.baseline[negative]
-
-    def learn(self, p: np.ndarray) -> None:
+    def learn(self, p: np.ndarray, negative: np.ndarray) -> None:
         self.usual.append(p)
         # recomputed every 5 usual seconds: a median over 600 vectors each second adds up in a class of 50
         if len(self.usual) >= self.rules.learn_s and (self.baseline is None or len(self.usual) % 5 == 0):
             history = np.stack(self.usual)
             self.baseline = np.median(history, axis=0)
-            self._spread = history
+            odds = np.array([log_odds(v) for v in history[:, negative].sum(1)])
+            self.base_odds = float(np.median(odds))
+            mad = float(np.median(np.abs(odds - self.base_odds)))
+            self.threshold = max(self.rules.rise, self.rules.noise * 1.4826 * mad)
 
-    def set_threshold(self, negative: np.ndarray) -> None:
-        history = self._spread[:, negative].sum(1)
-        mad = float(np.median(np.abs(history - np.median(history))))
-        self.threshold = max(self.rules.rise, self.rules.noise * 1.4826 * mad)
-
-    def step(self, second: int, p: np.ndarray | None, excess: np.ndarray | None, shift: float,
-             classes_negative: Sequence[str], negative: np.ndarray) -> None:
-        """One second: ``p`` the scores (None: a record without a readable face), ``excess``
-        as :meth:`excess`, ``shift`` the class's own move to take out."""
+    def step(self, second: int, p: np.ndarray | None, deviation: float | None, classes_negative: Sequence[str],
+             negative: np.ndarray) -> None:
+        """One second: ``p`` the scores (None: a record without a readable face), ``deviation``
+        the rise in log-odds over the baseline with the class's shift taken out (None while
+        learning)."""
         r = self.rules
         self.seconds += 1
         self.last_seen, self.left_at = second, None
@@ -161,15 +174,15 @@ class Watch:
                 self.blank.end = second - self.readable_run
                 self.done.append(self.blank)
             self.blank, self.blank_raised = None, False
-        if excess is None:  # still learning this face
-            self.learn(p)
-            if self.baseline is not None:
-                self.set_threshold(negative)
+        if deviation is None:  # still learning this face
+            self.learn(p, negative)
             return
-        deviation = float(excess.sum()) - shift
+        excess = p[negative] - self.baseline[negative]
+        points = float(excess.sum())
         self.last_deviation = deviation
-        self.away += bool(0.5 * np.abs(p - self.baseline).sum() > r.rise)
-        vote = 1 if deviation > self.threshold else -1 if deviation < r.fall else 0
+        self.away += bool(0.5 * np.abs(p - self.baseline).sum() > r.away)
+        vote = 1 if deviation > self.threshold and points > r.min_points else \
+            -1 if deviation < r.fall or points < r.min_points / 2 else 0
         self.evidence.append((second, vote))
         if vote > 0:
             self.pushes.append((second, excess))
@@ -185,9 +198,7 @@ class Watch:
             self.evidence.clear()
         if self.flag is None and vote < 0:
             # only seconds near the usual teach it: a long change is not learnt as the new normal
-            self.learn(p)
-            if len(self.usual) % 5 == 0:
-                self.set_threshold(negative)
+            self.learn(p, negative)
 
     def leave(self) -> None:
         """Gone for ``gap_s`` seconds: flags end at the last second seen."""
@@ -241,15 +252,15 @@ class ClassWatch:
         participants are unknown for now, and leave after ``gap_s`` such seconds)."""
         scores = {pid: (np.array([r.scores.get(c, 0.0) for c in self.classes]) if r.emotion else None)
                   for pid, r in records.items()}
-        excess = {pid: self.watch(pid).excess(p, self.negative) if p is not None else None
-                  for pid, p in scores.items()}
-        moves = [float(e.sum()) for e in excess.values() if e is not None]
-        if moves:
-            self.shifts[second] = float(np.median(moves))
+        rises = {pid: log_odds(float(p[self.negative].sum())) - self.watch(pid).base_odds
+                 for pid, p in scores.items() if p is not None and self.watch(pid).baseline is not None}
+        if rises:
+            self.shifts[second] = float(np.median(list(rises.values())))
         # too few faces and the median is one student's own change, not the class's
-        shift = self.shifts[second] if len(moves) >= self.rules.class_min else 0.0
+        shift = max(0.0, self.shifts[second]) if len(rises) >= self.rules.class_min else 0.0
         for pid, p in scores.items():
-            self.watch(pid).step(second, p, excess[pid], max(0.0, shift), self.negative_names, self.negative)
+            deviation = rises[pid] - shift if pid in rises else None
+            self.watch(pid).step(second, p, deviation, self.negative_names, self.negative)
         for pid, w in self.watches.items():
             if pid not in records and w.left_at is None and w.last_seen is not None \
                     and second - w.last_seen >= self.rules.gap_s:
