@@ -53,14 +53,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The app on uvicorn on a free loopback port, with a fresh SQLite database."""
+def start_server(db: Path, port: int, recognizer=None):
+    """The app on uvicorn on a loopback port, in a thread; returns (url, uvicorn server, thread, app)."""
     import uvicorn
 
-    db = tmp_path_factory.mktemp("web") / "browser.db"
-    port = _free_port()
-    app = create_app(f"sqlite:///{db}", default_recognizer(), TOKEN)
+    app = create_app(f"sqlite:///{db}", recognizer or default_recognizer(), TOKEN)
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -68,9 +65,25 @@ def server(tmp_path_factory):
     while not srv.started and time.time() < deadline:
         time.sleep(0.05)
     assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}", srv, thread, app
+
+
+def stop_server(srv, thread) -> None:
     srv.should_exit = True
     thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(url, app) of the app on a free loopback port, with a fresh SQLite database."""
+    url, srv, thread, app = start_server(tmp_path_factory.mktemp("web") / "browser.db", _free_port())
+    yield url, app
+    stop_server(srv, thread)
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    return served[0]
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +213,8 @@ def test_student_joins_and_the_dashboard_updates(browser, server, screenshots):
     student.wait_for_function("Number(document.body.dataset.answers || 0) >= 2", timeout=30_000)
 
     # the teacher's page was not reloaded: the dashboard socket brings Ana in, then her emotions
-    teacher.wait_for_selector(".tile .name:text('Ana')", timeout=15_000)
+    teacher.wait_for_function("[...document.querySelectorAll('.tile .name')].some((e) => e.value === 'Ana')",
+                              timeout=15_000)
     teacher.wait_for_function(
         "(words) => { const t = document.querySelector('.tile .emotion');"
         " return t && words.some((w) => t.textContent.startsWith(w)); }", arg=list(LABEL_WORDS), timeout=15_000)
@@ -237,7 +251,7 @@ def test_student_joins_and_the_dashboard_updates(browser, server, screenshots):
     teacher.click("#end")
     teacher.wait_for_function("document.body.dataset.live === 'false'", timeout=15_000)
     student.wait_for_function("document.getElementById('status').textContent.includes('ended')", timeout=15_000)
-    assert "Ana" in teacher.inner_text("#tiles")
+    assert teacher.input_value(".tile .name") == "Ana"
     teacher.screenshot(path=str(screenshots / "review.png"), full_page=True)
     teacher.goto(f"{server}/sessions")
     teacher.wait_for_selector("#list a:text('Browser class')")
@@ -320,3 +334,150 @@ def test_upload_page_analyses_a_video(browser, server, screenshots, tmp_path):
     page.context.close()
     chart = cv2.imread(str(screenshots / "video-timeline.png"))
     assert chart is not None and chart.std() > 20
+
+
+# --- class sessions: reconnecting, a dashboard of 50, the lesson report -------------------------
+
+def test_after_a_server_restart_the_student_and_the_dashboard_come_back_on_their_own(browser, tmp_path, screenshots):
+    db, port = tmp_path / "restart.db", _free_port()
+    recognizer = default_recognizer()
+    url, srv, thread, _ = start_server(db, port, recognizer)
+    teacher = teacher_page(browser, url)
+    teacher.goto(f"{url}/sessions")
+    teacher.fill("#title", "Restart class")
+    teacher.click("#open")
+    teacher.wait_for_url(f"{url}/sessions/*")
+    code = teacher.inner_text("#code").strip()
+    student = browser.new_context().new_page()
+    student.goto(f"{url}/join?code={code}")
+    student.fill("#name", "Ana")
+    student.click("#join-button")
+    student.wait_for_url(f"{url}/student")
+    student.click("#start")
+    student.wait_for_function("Number(document.body.dataset.answers || 0) >= 2", timeout=30_000)
+    teacher.wait_for_function("document.body.dataset.present === '1'", timeout=15_000)
+
+    stop_server(srv, thread)
+    student.wait_for_function("document.body.dataset.connection === 'reconnecting'", timeout=15_000)
+    teacher.wait_for_function("document.body.dataset.connection === 'reconnecting'", timeout=15_000)
+    assert "reconnecting" in student.inner_text("#status")
+    student.evaluate("delete document.body.dataset.answers")
+    try:
+        url, srv, thread, _ = start_server(db, port, recognizer)
+        back = time.perf_counter()
+        student.wait_for_function("Number(document.body.dataset.answers || 0) >= 1", timeout=10_000)
+        resumed = time.perf_counter() - back
+        teacher.wait_for_function("document.body.dataset.connection === 'open' && document.body.dataset.present === '1'",
+                                  timeout=10_000)
+        print(f"\nstudent sending again {resumed:.1f} s after the server was back")
+        assert "1 connected" in teacher.inner_text("#state") and student.inner_text("#start") and \
+            student.is_disabled("#start")  # no click needed
+        teacher.screenshot(path=str(screenshots / "restart-dashboard.png"))
+    finally:
+        teacher.context.close()
+        student.context.close()
+        stop_server(srv, thread)
+
+
+def _class_of(app, n: int, seconds: int, flagged: int, ended: bool):
+    """A session of ``n`` participants with ``seconds`` of stored per-second records: the first
+    ``flagged`` turn sad halfway, participant 3 is away for a stretch in the middle."""
+    from moodlens.aggregate import SecondRecord
+
+    ml = app.state.moodlens
+    now = time.time()
+    session = ml.store.create_session("Year 9 history: the 1920s", CLASSES, started_at=now - seconds - 1)
+    live = ml.live_session(session)
+    rng = np.random.default_rng(1)
+    people = [ml.store.add_participant(session.id, f"Student {i + 1:02d}", "student", joined_at=session.started_at)
+              for i in range(n)]
+    names = ["Ana", "Ben", "Chloe", "Dev", "Eli"]
+    for i, name in enumerate(names[:n]):
+        ml.store.rename_participant(people[i].id, name)
+    for second in range(seconds):
+        batch = []
+        for i, p in enumerate(people):
+            if i == 3 and seconds // 3 <= second < seconds // 3 + 40:
+                continue  # camera off for 40 s: a gap
+            sad = i < flagged and second >= seconds // 2
+            p_ = np.array([0.03, 0.02, 0.05, 0.1, 0.7 if sad else 0.1, 0.05, 0.05 if sad else 0.65])
+            p_ = np.clip(p_ + rng.normal(0, 0.03, 7), 0.001, None)
+            scores = dict(zip(CLASSES, (p_ / p_.sum()).tolist()))
+            batch.append(SecondRecord(second, p.id, max(scores, key=scores.get), scores, 2))
+        ml.store.add_seconds(session.id, batch)
+        if live is not None:
+            live.count(batch)
+            for r in batch:
+                live.participants[r.track_id].recent.append(r)
+    if live is not None:
+        for p in live.participants.values():
+            p.connections = 1
+    if ended:
+        ml.store.end_session(session.id, session.started_at + seconds)
+    return session
+
+
+def _no_sideways_overflow(page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"], f"the page is {width} px wide on a {page.viewport_size['width']} px screen"
+
+
+def test_a_class_of_50_fits_a_laptop_screen_flagged_first(browser, served, screenshots):
+    url, app = served
+    session = _class_of(app, 50, 120, 5, ended=False)
+    page = teacher_page(browser, url)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto(f"{url}/sessions/{session.id}")
+    page.wait_for_function("document.body.dataset.participants === '50'")
+    page.wait_for_function("snapshot.flagged === 5", timeout=10_000)
+    page.screenshot(path=str(screenshots / "dashboard-50-laptop.png"))
+    page.screenshot(path=str(screenshots / "dashboard-50-laptop-full.png"), full_page=True)
+    names = page.evaluate("[...document.querySelectorAll('.tile .name')].map((e) => e.value)")
+    assert sorted(names[:5]) == ["Ana", "Ben", "Chloe", "Dev", "Eli"]  # flagged first
+    assert page.locator(".tile.flagged").count() == 5
+    # the flagged tiles are on the first screen, below the mood and the timeline
+    box = page.locator(".tile.flagged").nth(4).bounding_box()
+    assert box["y"] + box["height"] <= 768 + 200, box
+    assert page.locator(".tile").nth(49).bounding_box()["width"] >= 150
+    _no_sideways_overflow(page)
+    # acknowledging a flag keeps it but stops counting it
+    page.locator(".tile.flagged button.ack").first.click()
+    page.wait_for_function("snapshot.flagged === 4", timeout=10_000)
+    # renaming inline
+    page.locator(".tile .name").nth(10).fill("Zed Renamed")
+    page.locator(".tile .name").nth(10).press("Enter")
+    page.wait_for_function("snapshot.participants.some((p) => p.name === 'Zed Renamed')", timeout=10_000)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(1500)
+    _no_sideways_overflow(page)
+    page.screenshot(path=str(screenshots / "dashboard-50-phone.png"))
+    page.context.close()
+    app.state.moodlens.live.pop(session.id, None)
+
+
+@pytest.mark.parametrize("viewport", [(1366, 768), (390, 844)], ids=["laptop", "phone"])
+def test_the_lesson_report_in_the_browser(browser, served, screenshots, viewport):
+    url, app = served
+    session = _class_of(app, 12, 600, 3, ended=True)
+    page = teacher_page(browser, url)
+    page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
+    page.goto(f"{url}/sessions/{session.id}/report")
+    page.wait_for_function("document.body.dataset.ready === '1'", timeout=15_000)
+    name = f"report-{viewport[0]}x{viewport[1]}"
+    page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
+    _no_sideways_overflow(page)
+    assert page.locator("#students tbody tr").count() == 12
+    assert page.locator("#flags tbody tr").count() == 3 and "sadder than usual" in page.inner_text("#flags")
+    assert "dropped" in page.inner_text("#drops") or "No stretch" in page.inner_text("#drops")
+    # sorting by flags puts the flagged students last, then first
+    page.click("th[data-key=flag_count]")
+    page.click("th[data-key=flag_count]")
+    first = page.locator("#students tbody tr").first.inner_text()
+    assert any(n in first for n in ("Ana", "Ben", "Chloe"))
+    # the sparklines share one time axis: Dev's 40 s away is a gap at the same place in a 600 s lesson
+    spark = page.evaluate("report.students.find((s) => s.name === 'Dev').spark.map((b) => b[0])")
+    assert not any(200 <= s < 240 for s in spark) and spark[0] == 0
+    page.emulate_media(media="print")
+    page.screenshot(path=str(screenshots / f"{name}-print.png"), full_page=True)
+    assert not page.is_visible("#print")
+    page.context.close()
