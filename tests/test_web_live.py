@@ -147,3 +147,30 @@ def test_the_live_view_raises_the_flags_the_stored_review_shows(tmp_path):
     assert all(f["reason"] == "sad" and 50 <= f["start"] <= 53 and f["text"].startswith("sadder than usual")
                for n in ("P0", "P1", "P2") for f in stored[n])
     store.close()
+
+
+@pytest.mark.parametrize("movers, drops", [(10, 1), (3, 0)])
+def test_the_report_marks_a_drop_only_when_the_class_as_a_whole_moves(tmp_path, movers, drops):
+    from moodlens.web.dashboard import lesson_report
+
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    session = store.create_session("Maths", FER2013_CLASSES, started_at=0.0)
+    rng = np.random.default_rng(0)
+    people = [store.add_participant(session.id, f"P{i}", "student", joined_at=0.0).id for i in range(10)]
+    records = []
+    for second in range(600):
+        for i, pid in enumerate(people):
+            sad = i < movers and 300 <= second < 420
+            p = np.clip(np.array([0.02, 0.02, 0.05, 0.05, 0.7 if sad else 0.15, 0.01, 0.15 if sad else 0.7])
+                        + rng.normal(0, 0.03, 7), 0.001, None)
+            scores = dict(zip(FER2013_CLASSES, (p / p.sum()).tolist()))
+            records.append(SecondRecord(second, pid, max(scores, key=scores.get), scores, 2))
+    store.add_seconds(session.id, records)
+    store.end_session(session.id, 600.0)
+    report = lesson_report(store, store.get_session(session.id))
+    assert len(report["drops"]) == drops
+    if drops:
+        assert 290 <= report["drops"][0]["start"] <= 310 and 410 <= report["drops"][0]["end"] <= 430
+    assert sum(bool(s["flags"]) for s in report["students"]) == (0 if movers == 10 else movers)
+    assert len(report["mood"]["seconds"]) == 60 and all(report["mood"]["shares"])
+    store.close()
