@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load_test import free_port, start_server  # noqa: E402
+from load_test import free_port, start_server, wait_until_up  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fer2013"
 NEGATIVE = ("sad", "fear", "angry")
@@ -181,15 +181,7 @@ async def main_async(args) -> int:
     address, auth = f"127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
     try:
         async with httpx.AsyncClient(base_url=f"http://{address}", timeout=30) as http:
-            for _ in range(300):
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None:
-                    raise SystemExit(f"the server exited: {server.stdout.read().decode()[-2000:]}")
-                await asyncio.sleep(0.2)
+            await wait_until_up(http, server)
             r = await http.post("/api/sessions", json={"title": "class simulation"}, headers=auth)
             session = r.json()["session"]
             for s in students:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import csv
 import glob
 import io
-from datetime import datetime
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest

@@ -148,6 +148,16 @@ def teacher_page(browser, server):
     return page
 
 
+def open_session(teacher, url: str, title: str) -> str:
+    """Open a class session from the sessions page; returns its join code once shown."""
+    teacher.goto(f"{url}/sessions")
+    teacher.fill("#title", title)
+    teacher.click("#open")
+    teacher.wait_for_url(f"{url}/sessions/*")
+    teacher.wait_for_function("document.body.dataset.participants === '0'")
+    return teacher.inner_text("#code").strip()
+
+
 def hex_to_bgr(color: str) -> np.ndarray:
     return np.array([int(color[i:i + 2], 16) for i in (5, 3, 1)], float)
 
@@ -194,12 +204,7 @@ def test_live_page_draws_box_and_label(browser, server, screenshots):
 
 def test_student_joins_and_the_dashboard_updates(browser, server, screenshots):
     teacher = teacher_page(browser, server)
-    teacher.goto(f"{server}/sessions")
-    teacher.fill("#title", "Browser class")
-    teacher.click("#open")
-    teacher.wait_for_url(f"{server}/sessions/*")
-    teacher.wait_for_function("document.body.dataset.participants === '0'")
-    code = teacher.inner_text("#code").strip()
+    code = open_session(teacher, server, "Browser class")
     assert len(code) == 6
 
     student = browser.new_context().new_page()
@@ -343,12 +348,7 @@ def test_after_a_server_restart_the_student_and_the_dashboard_come_back_on_their
     recognizer = default_recognizer()
     url, srv, thread, _ = start_server(db, port, recognizer)
     teacher = teacher_page(browser, url)
-    teacher.goto(f"{url}/sessions")
-    teacher.fill("#title", "Restart class")
-    teacher.click("#open")
-    teacher.wait_for_url(f"{url}/sessions/*")
-    teacher.wait_for_function("document.body.dataset.participants === '0'")
-    code = teacher.inner_text("#code").strip()
+    code = open_session(teacher, url, "Restart class")
     student = browser.new_context().new_page()
     student.goto(f"{url}/join?code={code}")
     student.fill("#name", "Ana")

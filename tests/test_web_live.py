@@ -7,7 +7,6 @@ import asyncio
 import time
 
 import numpy as np
-
 import pytest
 
 from moodlens.aggregate import SecondRecord, class_timeline
@@ -110,6 +109,7 @@ def test_the_live_view_raises_the_flags_the_stored_review_shows(tmp_path):
         return dict(zip(FER2013_CLASSES, (p / p.sum()).tolist()))
 
     seen_up: dict[int, int] = {}
+    late: list[SecondRecord] = []
     for second in range(120):
         batch = []
         for i, p in enumerate(people):
@@ -120,8 +120,7 @@ def test_the_live_view_raises_the_flags_the_stored_review_shows(tmp_path):
             batch.append(SecondRecord(second, p.id, max(s, key=s.get), s, 2))
         # half the class's seconds close one second late
         live.count(batch[:4])
-        if second:
-            live.count(late)
+        live.count(late)
         late = batch[4:]
         clock[0] = second + 1.2
         for p in people:

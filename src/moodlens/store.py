@@ -382,8 +382,8 @@ class Store:
         if session is None:
             return None
         return {"session": session.to_dict(), "participants": [p.to_dict() for p in self.participants(session_id)],
-                "seconds": [{"second": r.second, "time": session.wall_clock(r.second), "participant_id": r.track_id,
-                             "emotion": r.emotion,
+                "seconds": [{"second": r.second, "time": session.wall_clock(r.second),
+                             "participant_id": r.track_id, "emotion": r.emotion,
                              "frames": r.frames, "scores": r.scores} for r in self.seconds(session_id)]}
 
     def export_csv(self, session_id: int) -> str | None:
@@ -397,8 +397,8 @@ class Store:
         writer = csv.writer(out)
         writer.writerow(["second", "time", "participant_id", "participant", "emotion", "frames", *session.classes])
         for r in self.seconds(session_id):
-            writer.writerow([r.second, session.wall_clock(r.second), r.track_id, names.get(r.track_id, ""), r.emotion or "", r.frames,
-                             *(r.scores.get(c, "") for c in session.classes)])
+            writer.writerow([r.second, session.wall_clock(r.second), r.track_id, names.get(r.track_id, ""),
+                             r.emotion or "", r.frames, *(r.scores.get(c, "") for c in session.classes)])
         return out.getvalue()
 
     @staticmethod

@@ -18,12 +18,17 @@ from moodlens.store import Participant, Session, Store
 from moodlens.web.live import spark, window_mood
 
 
-def _assess(store: Store, session: Session) -> tuple[list[SecondRecord], list[Participant], ClassWatch, float]:
+def _assess(store: Store, session: Session) -> tuple[list[SecondRecord], dict, list[Participant], ClassWatch, float]:
+    """The stored seconds (all, and by participant id), the participants, the watch run over
+    the whole session, and the session's length in seconds."""
     records = store.seconds(session.id)
+    by_person: dict[int, list[SecondRecord]] = defaultdict(list)
+    for r in records:
+        by_person[r.track_id].append(r)
     watch = ClassWatch(session.classes).run(records).finish()
     end = session.ended_at if session.ended_at is not None else session.started_at + (
         records[-1].second + 1 if records else 0)
-    return records, store.participants(session.id), watch, end - session.started_at
+    return records, by_person, store.participants(session.id), watch, end - session.started_at
 
 
 def review(store: Store, session: Session, timeline_bins: int = 600) -> dict:
@@ -32,10 +37,7 @@ def review(store: Store, session: Session, timeline_bins: int = 600) -> dict:
     class timeline (averaged into at most ``timeline_bins`` points; seconds without any record
     are left out, so the chart shows them as gaps)."""
     classes = session.classes
-    records, people, watch, duration = _assess(store, session)
-    by_person = defaultdict(list)
-    for r in records:
-        by_person[r.track_id].append(r)
+    records, by_person, people, watch, duration = _assess(store, session)
     tiles = []
     for p in people:
         mine = by_person.get(p.id, [])
@@ -81,10 +83,7 @@ def lesson_report(store: Store, session: Session, rules: Rules | None = None) ->
     (usual expression, time away from it, every flag)."""
     classes = session.classes
     rules = rules or Rules()
-    records, people, watch, duration = _assess(store, session)
-    by_person = defaultdict(list)
-    for r in records:
-        by_person[r.track_id].append(r)
+    records, by_person, people, watch, duration = _assess(store, session)
     students = []
     for p in people:
         mine = by_person.get(p.id, [])
