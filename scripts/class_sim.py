@@ -161,8 +161,11 @@ def judge(students: list[Student], review: dict, within: float) -> dict:
                 blinks.append(s.name)
         if len([f for f in stored.get(s.participant_id, []) if f["start"] >= int(change)]) > 1:
             extra_review.append(s.name)
+    changers = {s.name: {"usual": next(t["usual"] for t in review["participants"] if t["id"] == s.participant_id),
+                         "review_flags": [f["text"] for f in stored.get(s.participant_id, [])]}
+                for s in students if s.changed is not None}
     return {"calm_ever_flagged": calm_flagged, "changers_caught": caught, "delay_s": delays,
-            "blinking": blinks, "split_in_review": extra_review}
+            "blinking": blinks, "split_in_review": extra_review, "changers": changers}
 
 
 async def main_async(args) -> int:

@@ -197,17 +197,21 @@ class LiveSession:
     :class:`~moodlens.attention.ClassWatch`, stepped a little behind the clock.
 
     Args:
-        settle_s: seconds the watch stays behind now. A participant's second closes when their
-            next frame arrives; until then it is unknown, and the watch only takes seconds that
-            everyone sending has had time to close, so live flags are those of the stored review.
+        settle_s: seconds the watch stays behind now at least. A participant's second closes when
+            their next frame has been analysed; until then it is unknown. The watch takes a second
+            only once everyone connected has closed it (or it is ``lag_s`` old: a stalled camera),
+            so a busy server delays the live flags instead of making them differ from the review.
+        lag_s: the most the watch waits for a connected participant's seconds.
         mood_s: the class mood is taken over this many closed seconds.
     """
 
     def __init__(self, info: Session, clock: Callable[[], float], keep_s: int = 900, settle_s: int = 2,
-                 mood_s: int = 30, rules: Rules | None = None):
-        self.info, self.clock, self.keep_s, self.settle_s, self.mood_s = info, clock, keep_s, settle_s, mood_s
+                 lag_s: int = 10, mood_s: int = 30, rules: Rules | None = None):
+        self.info, self.clock, self.keep_s, self.mood_s = info, clock, keep_s, mood_s
+        self.settle_s, self.lag_s = settle_s, lag_s
         self.participants: dict[int, LiveParticipant] = {}
         self.seconds: dict[int, dict[int, SecondRecord]] = {}  # second -> participant id -> record
+        self.closed: dict[int, int] = {}  # participant id -> newest second closed
         self.watch = ClassWatch(info.classes, rules)
         self.acknowledged: dict[int, set[int]] = {}  # participant id -> starts of acknowledged flags
         self.lock = threading.Lock()
@@ -229,6 +233,7 @@ class LiveSession:
         with self.lock:
             for r in records:
                 self.seconds.setdefault(r.second, {})[r.track_id] = r
+                self.closed[r.track_id] = max(r.second, self.closed.get(r.track_id, r.second))
             if len(self.seconds) > self.keep_s:
                 for second in sorted(self.seconds)[: len(self.seconds) - self.keep_s]:
                     del self.seconds[second]
@@ -254,8 +259,9 @@ class LiveSession:
         second = int(math.floor(now))
         classes = self.info.classes
         with self.lock:
-            self.advance(second - self.settle_s)
             people = list(self.participants.values())
+            waiting = [self.closed[p.id] for p in people if p.connections > 0 and p.id in self.closed]
+            self.advance(max(second - self.lag_s, min([second - self.settle_s, *waiting])))
             tiles = [p.view(second, self.watch.watches.get(p.id), classes, self.acknowledged.get(p.id, set()))
                      for p in people]
             window = {s: dict(rs) for s, rs in self.seconds.items() if s > second - timeline_s}
