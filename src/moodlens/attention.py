@@ -196,8 +196,10 @@ class Watch:
             self.done.append(self.flag)
             self.flag = None
             self.evidence.clear()
-        if self.flag is None and vote < 0:
-            # only seconds near the usual teach it: a long change is not learnt as the new normal
+        if self.flag is None:
+            # Seconds under a flag do not teach it, so a long change is not learnt as the new
+            # normal; all others do, the jittery ones included, or the usual would look steadier
+            # than it is and its noise would be flagged.
             self.learn(p, negative)
 
     def leave(self) -> None:
