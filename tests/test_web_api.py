@@ -573,6 +573,11 @@ def test_the_lesson_report_and_exports_carry_wall_clock_times_and_the_title(clie
     with client.websocket_connect(f"/ws/student?token={token}") as ws:
         send_frames(ws, clock, [jpeg()] * 6 + [blank_jpeg()] * 24)
     client.post(f"/api/sessions/{session['id']}/end", headers=AUTH)
+    assert client.post(f"/api/sessions/{session['id']}/acknowledge", json={"participant": 1, "start": 1},
+                       headers=AUTH).status_code == 409  # nothing to acknowledge after class
+    assert client.get(f"/sessions/{session['id']}/report", headers=AUTH).status_code == 200
+    assert client.get(f"/sessions/{session['id']}/report", follow_redirects=False).status_code == 303
+    assert client.get(f"/api/sessions/{session['id']}/report").status_code == 401
     report = client.get(f"/api/sessions/{session['id']}/report", headers=AUTH).json()
     [ana] = report["students"]
     assert ana["on_camera_s"] == 15 and ana["no_face_share"] == pytest.approx(12 / 15, abs=0.07)
