@@ -112,6 +112,7 @@ def test_the_live_view_raises_the_flags_the_stored_review_shows(tmp_path):
     seen_up: dict[int, int] = {}
     late: list[SecondRecord] = []
     burst: list[SecondRecord] = []
+    rose: set[str] = set()  # tinted before their first flag
     for second in range(120):
         batch = []
         for i, p in enumerate(people):
@@ -134,6 +135,8 @@ def test_the_live_view_raises_the_flags_the_stored_review_shows(tmp_path):
         snap = live.snapshot()
         for tile in snap["participants"]:
             up = bool(tile["flags"])
+            if tile["rising"] and tile["id"] not in seen_up:
+                rose.add(tile["name"])
             if seen_up.get(tile["id"]) == "ended":
                 assert not up, f"{tile['name']} flagged again at {second}"
             if seen_up.get(tile["id"]) is True and not up:
@@ -149,6 +152,7 @@ def test_the_live_view_raises_the_flags_the_stored_review_shows(tmp_path):
         assert [(f["reason"], f["start"], f["end"]) for f in tile["past"]] == \
             [(f["reason"], f["start"], f["end"]) for f in stored[name]], name
     assert {n for n, flags in stored.items() if flags} == {"P0", "P1", "P2"}
+    assert rose and rose <= {"P0", "P1", "P2"}
     assert all(f["reason"] == "sad" and 50 <= f["start"] <= 53 and f["text"].startswith("sadder than usual")
                for n in ("P0", "P1", "P2") for f in stored[n])
     store.close()
