@@ -137,7 +137,20 @@ async def poll(http, session: dict, students: list[Student], auth: dict, until: 
         await asyncio.sleep(max(0.0, next_t - time.time()))
 
 
-def judge(students: list[Student], review: dict, within: float) -> dict:
+def model_reading(export: dict, student: Student) -> dict:
+    """What the model read for a changer: the mean share of sad + fear + angry in the stored
+    seconds before and after the change (a miss where it barely moved is the model's, not the flags')."""
+    mine = [r for r in export["seconds"] if r["participant_id"] == student.participant_id and r["emotion"]]
+    change = int(student.change_second)
+
+    def mean(rows: list) -> float | None:
+        return round(float(np.mean([sum(r["scores"].get(c, 0.0) for c in NEGATIVE) for r in rows])), 2) if rows else None
+
+    return {"negative_before": mean([r for r in mine if r["second"] < change]),
+            "negative_after": mean([r for r in mine if r["second"] > change])}
+
+
+def judge(students: list[Student], review: dict, export: dict, within: float) -> dict:
     """The bars' figures from the live polls and the stored review."""
     stored = {t["id"]: t["flags"] for t in review["participants"]}
     calm_flagged, caught, blinks, delays, extra_review = [], [], [], {}, []
@@ -162,7 +175,8 @@ def judge(students: list[Student], review: dict, within: float) -> dict:
         if len([f for f in stored.get(s.participant_id, []) if f["start"] >= int(change)]) > 1:
             extra_review.append(s.name)
     changers = {s.name: {"usual": next(t["usual"] for t in review["participants"] if t["id"] == s.participant_id),
-                         "review_flags": [f["text"] for f in stored.get(s.participant_id, [])]}
+                         "review_flags": [f["text"] for f in stored.get(s.participant_id, [])],
+                         **model_reading(export, s)}
                 for s in students if s.changed is not None}
     return {"calm_ever_flagged": calm_flagged, "changers_caught": caught, "delay_s": delays,
             "blinking": blinks, "split_in_review": extra_review, "changers": changers}
@@ -201,11 +215,12 @@ async def main_async(args) -> int:
                 poll(http, session, students, auth, t0 + args.seconds + 1))
             (await http.post(f"/api/sessions/{session['id']}/end", headers=auth)).raise_for_status()
             review = (await http.get(f"/api/sessions/{session['id']}", headers=auth)).json()
+            export = (await http.get(f"/api/sessions/{session['id']}/export?format=json", headers=auth)).json()
     finally:
         server.terminate()
         server.wait(timeout=30)
 
-    figures = judge(students, review, args.within)
+    figures = judge(students, review, export, args.within)
     errors = [e for s in students for e in s.errors]
     bars = {
         f"calm ever flagged <= {args.max_calm_flagged}": len(figures["calm_ever_flagged"]) <= args.max_calm_flagged,

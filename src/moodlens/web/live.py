@@ -8,7 +8,8 @@ itself. Recognition uses one shared :class:`~moodlens.recognizer.Recognizer` and
 
 Every participant has its own :class:`~moodlens.aggregate.Timeline`; the seconds it closes go to
 the :class:`Recorder`, which writes them to the store in batches on its own thread, and to the
-session's live counts that the dashboard reads.
+:class:`LiveSession`, whose :class:`~moodlens.attention.ClassWatch` raises the flags the dashboard
+shows (the same the stored review shows) and whose recent seconds give the class mood.
 """
 
 from __future__ import annotations
