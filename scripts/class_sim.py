@@ -50,6 +50,7 @@ class Student:
     token: str = ""
     participant_id: int = 0
     change_second: float | None = None  # session time of the change
+    stop_second: float | None = None  # session time of the last frame
     polls: list[tuple[float, bool, list]] = field(default_factory=list)  # (session time, flagged, flags)
     errors: list[str] = field(default_factory=list)
 
@@ -118,6 +119,7 @@ async def stream(student: Student, address: str, started_at: float, fps: float, 
                     student.change_second = time.time() - started_at
                 frames = student.changed if changed else student.calm
                 await ws.send(frames[k % len(frames)])
+                student.stop_second = time.time() - started_at
             await asyncio.sleep(1.0)
             reader.cancel()
     except Exception as exc:  # a refused or broken connection is a failure of the run, not a crash
@@ -169,8 +171,9 @@ def judge(students: list[Student], review: dict, export: dict, within: float) ->
             delays[s.name] = round(first - change, 1)
             if first - change <= within:
                 caught.append(s.name)
-            states = [flagged for t, flagged in after if t >= first]
-            if any(a and not b for a, b in zip(states, states[1:])):
+            # while the cause lasts (the changed face is sent): off and on again is a blink
+            states = [flagged for t, flagged in after if first <= t <= s.stop_second]
+            if any(not a and b for a, b in zip(states, states[1:])):
                 blinks.append(s.name)
         if len([f for f in stored.get(s.participant_id, []) if f["start"] >= int(change)]) > 1:
             extra_review.append(s.name)
