@@ -395,7 +395,7 @@ def _class_of(app, n: int, seconds: int, flagged: int, ended: bool):
         ml.store.rename_participant(people[i].id, name)
     live = None if ended else ml.live_session(session)
 
-    def feed(second: int) -> None:
+    def feed(second: int) -> list:
         batch = []
         for i, p in enumerate(people):
             if i == 3 and seconds // 3 <= second < seconds // 3 + 40:
@@ -405,16 +405,18 @@ def _class_of(app, n: int, seconds: int, flagged: int, ended: bool):
             p_ = np.clip(p_ + rng.normal(0, 0.03, 7), 0.001, None)
             scores = dict(zip(CLASSES, (p_ / p_.sum()).tolist()))
             batch.append(SecondRecord(second, p.id, max(scores, key=scores.get), scores, 2))
+        if live is None:
+            return batch
         ml.store.add_seconds(session.id, batch)
-        if live is not None:
-            live.count(batch)
-            for r in batch:
-                live.participants[r.track_id].recent.append(r)
-                live.participants[r.track_id].connections = 1
+        live.count(batch)
+        for r in batch:
+            live.participants[r.track_id].recent.append(r)
+            live.participants[r.track_id].connections = 1
+        return batch
 
-    for second in range(seconds):
-        feed(second)
-    if ended:
+    history = [r for second in range(seconds) for r in feed(second)]
+    if ended:  # stored at once: a past lesson
+        ml.store.add_seconds(session.id, history)
         ml.store.end_session(session.id, session.started_at + seconds)
     return session, feed
 
