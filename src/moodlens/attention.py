@@ -129,8 +129,6 @@ class Watch:
     last_seen: int | None = None
     left_at: int | None = None
     done: list[Flag] = field(default_factory=list)
-    seconds: int = 0
-    readable: int = 0
     away: int = 0  # readable seconds that differed notably from the usual
     last_deviation: float = 0.0
 
@@ -156,7 +154,6 @@ class Watch:
         the rise in log-odds over the baseline with the class's shift taken out (None while
         learning)."""
         r = self.rules
-        self.seconds += 1
         self.last_seen, self.left_at = second, None
         if p is None:
             self.readable_run = 0
@@ -166,7 +163,6 @@ class Watch:
             if not self.blank_raised and self.unreadable_run >= r.absent_s:
                 self.blank_raised = True
             return
-        self.readable += 1
         self.unreadable_run = 0
         self.readable_run += 1
         if self.blank is not None and (self.readable_run >= r.back_s or not self.blank_raised):

@@ -51,7 +51,8 @@ def _mirror(v: np.ndarray) -> np.ndarray:
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two looks, the better of as seen and mirrored (calls mirror or not)."""
+    """Cosine similarity of two looks, the better of as seen and mirrored (some call apps mirror
+    the self-view, and a tile's mirroring can change when the grid is rebuilt)."""
     return float(max(a @ b, a @ _mirror(b)))
 
 
@@ -63,7 +64,6 @@ class Tile:
     cy: float
     size: float
     look: np.ndarray
-    maybe: int | None = None  # an unsure new tile: the participant it may be
 
 
 class GalleryTiles:
@@ -139,7 +139,7 @@ class GalleryTiles:
         new += [(i, None) for i in unmatched if i not in placed]
         for i, maybe in _grid_order(new, faces):
             tile = self.create(len(self.tiles) + 1, maybe)
-            self.tiles[tile.id] = Tile(*self._place(faces[i], shape), looks[i], maybe)
+            self.tiles[tile.id] = Tile(*self._place(faces[i], shape), looks[i])
             found[tile.id] = i
         for pid, i in found.items():
             tile = self.tiles[pid]
