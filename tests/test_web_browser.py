@@ -500,3 +500,26 @@ def test_the_lesson_report_in_the_browser(browser, served, screenshots, viewport
     page.screenshot(path=str(screenshots / f"{name}-print.png"), full_page=True)
     assert not page.is_visible("#print")
     page.context.close()
+
+
+def test_no_page_is_wider_than_a_phone(browser, server, screenshots):
+    teacher = teacher_page(browser, server)
+    teacher.set_viewport_size({"width": 390, "height": 844})
+    code = open_session(teacher, server, "A class with a rather long title, as some teachers write them")
+    _no_sideways_overflow(teacher)
+    for path in ("/", "/live", "/upload", "/sessions"):
+        teacher.goto(f"{server}{path}")
+        teacher.wait_for_load_state("networkidle")
+        _no_sideways_overflow(teacher)
+    teacher.screenshot(path=str(screenshots / "sessions-phone.png"), full_page=True)
+    student = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    student.goto(f"{server}/join?code={code}")
+    _no_sideways_overflow(student)
+    student.fill("#name", "Ana")
+    student.click("#join-button")
+    student.wait_for_url(f"{server}/student")
+    student.wait_for_function("document.getElementById('me').textContent === 'Ana'")
+    _no_sideways_overflow(student)
+    student.screenshot(path=str(screenshots / "student-phone.png"), full_page=True)
+    teacher.context.close()
+    student.context.close()
