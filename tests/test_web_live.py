@@ -183,3 +183,26 @@ def test_the_report_marks_a_drop_only_when_the_class_as_a_whole_moves(tmp_path, 
     assert sum(bool(s["flags"]) for s in report["students"]) == (0 if movers == 10 else movers)
     assert len(report["mood"]["seconds"]) == 60 and all(report["mood"]["shares"])
     store.close()
+
+
+def test_an_ended_session_is_assessed_once_until_its_seconds_change(tmp_path, monkeypatch):
+    from moodlens.attention import ClassWatch
+    from moodlens.web.dashboard import lesson_report
+
+    runs = []
+    run = ClassWatch.run
+    monkeypatch.setattr(ClassWatch, "run", lambda self, *a, **k: runs.append(1) or run(self, *a, **k))
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    session = store.create_session("s", FER2013_CLASSES, started_at=0.0)
+    pid = store.add_participant(session.id, "Ana", "student", joined_at=0.0).id
+    store.add_seconds(session.id, [SecondRecord(s, pid, "happy", {"happy": 1.0}, 2) for s in range(30)])
+    review(store, store.get_session(session.id))
+    review(store, store.get_session(session.id))
+    assert len(runs) == 2  # open: assessed each time
+    store.end_session(session.id, 30.0)
+    review(store, store.get_session(session.id))
+    lesson_report(store, store.get_session(session.id))
+    assert len(runs) == 3  # ended: once
+    store.add_seconds(session.id, [SecondRecord(30, pid, "happy", {"happy": 1.0}, 2)])  # a late second
+    assert review(store, store.get_session(session.id))["participants"][0]["seconds"] == 31 and len(runs) == 4
+    store.close()

@@ -50,7 +50,8 @@ class Rules:
 
     Attributes:
         learn_s: readable seconds before a participant's baseline is used (no emotion flags before).
-        history_s: the baseline is the median of at most this many recent usual seconds.
+        history_s: the baseline is the median of at most this many recent usual seconds
+            (recomputed every 5 seconds learnt for the first 120, then every 30).
         window_s: the evidence window, in readable seconds.
         raise_n: seconds of the window above ``rise`` that raise a flag.
         clear_n: seconds of the window below ``fall`` that clear it.
@@ -116,6 +117,8 @@ class Watch:
 
     rules: Rules
     usual: deque = field(default_factory=deque)  # score vectors of usual seconds
+    usual_odds: deque = field(default_factory=deque)  # their negative log-odds
+    learnt: int = 0  # seconds learnt from so far
     baseline: np.ndarray | None = None  # the median usual scores
     base_odds: float = 0.0  # the median usual log-odds of the negative classes
     threshold: float = 0.0
@@ -134,25 +137,30 @@ class Watch:
 
     def __post_init__(self) -> None:
         self.usual = deque(maxlen=self.rules.history_s)
+        self.usual_odds = deque(maxlen=self.rules.history_s)
         self.evidence = deque(maxlen=self.rules.window_s)
         self.pushes = deque(maxlen=self.rules.window_s)
 
-    def learn(self, p: np.ndarray, negative: np.ndarray) -> None:
+    def learn(self, p: np.ndarray, odds: float) -> None:
         self.usual.append(p)
-        # recomputed every 5 usual seconds: a median over 600 vectors each second adds up in a class of 50
-        if len(self.usual) >= self.rules.learn_s and (self.baseline is None or len(self.usual) % 5 == 0):
-            history = np.stack(self.usual)
-            self.baseline = np.median(history, axis=0)
-            odds = np.array([log_odds(v) for v in history[:, negative].sum(1)])
+        self.usual_odds.append(odds)
+        self.learnt += 1
+        # Medians over up to 600 seconds are recomputed every 5 learnt seconds for the first two
+        # minutes, then every 30 (a class of 50 over an hour is 180,000 steps); counted, not
+        # measured by the history's length, which stops growing once full.
+        every = 5 if self.learnt <= 120 else 30
+        if self.learnt >= self.rules.learn_s and (self.baseline is None or self.learnt % every == 0):
+            self.baseline = np.median(np.stack(self.usual), axis=0)
+            odds = np.fromiter(self.usual_odds, float, len(self.usual_odds))
             self.base_odds = float(np.median(odds))
             mad = float(np.median(np.abs(odds - self.base_odds)))
             self.threshold = max(self.rules.rise, self.rules.noise * 1.4826 * mad)
 
-    def step(self, second: int, p: np.ndarray | None, deviation: float | None, classes_negative: Sequence[str],
-             negative: np.ndarray) -> None:
-        """One second: ``p`` the scores (None: a record without a readable face), ``deviation``
-        the rise in log-odds over the baseline with the class's shift taken out (None while
-        learning)."""
+    def step(self, second: int, p: np.ndarray | None, odds: float | None, deviation: float | None,
+             classes_negative: Sequence[str], negative: np.ndarray) -> None:
+        """One second: ``p`` the scores (None: a record without a readable face), ``odds`` their
+        negative log-odds, ``deviation`` its rise over the baseline with the class's shift taken
+        out (None while learning)."""
         r = self.rules
         self.last_seen, self.left_at = second, None
         if p is None:
@@ -171,7 +179,7 @@ class Watch:
                 self.done.append(self.blank)
             self.blank, self.blank_raised = None, False
         if deviation is None:  # still learning this face
-            self.learn(p, negative)
+            self.learn(p, odds)
             return
         excess = p[negative] - self.baseline[negative]
         points = float(excess.sum())
@@ -196,7 +204,7 @@ class Watch:
             # Seconds under a flag do not teach it, so a long change is not learnt as the new
             # normal; all others do, the jittery ones included, or the usual would look steadier
             # than it is and its noise would be flagged.
-            self.learn(p, negative)
+            self.learn(p, odds)
 
     def leave(self) -> None:
         """Gone for ``gap_s`` seconds: flags end at the last second seen."""
@@ -250,15 +258,15 @@ class ClassWatch:
         participants are unknown for now, and leave after ``gap_s`` such seconds)."""
         scores = {pid: (np.array([r.scores.get(c, 0.0) for c in self.classes]) if r.emotion else None)
                   for pid, r in records.items()}
-        rises = {pid: log_odds(float(p[self.negative].sum())) - self.watch(pid).base_odds
-                 for pid, p in scores.items() if p is not None and self.watch(pid).baseline is not None}
+        odds = {pid: log_odds(float(p[self.negative].sum())) for pid, p in scores.items() if p is not None}
+        rises = {pid: o - self.watch(pid).base_odds for pid, o in odds.items() if self.watch(pid).baseline is not None}
         if rises:
             self.shifts[second] = float(np.median(list(rises.values())))
         # too few faces and the median is one student's own change, not the class's
         shift = max(0.0, self.shifts[second]) if len(rises) >= self.rules.class_min else 0.0
         for pid, p in scores.items():
             deviation = rises[pid] - shift if pid in rises else None
-            self.watch(pid).step(second, p, deviation, self.negative_names, self.negative)
+            self.watch(pid).step(second, p, odds.get(pid), deviation, self.negative_names, self.negative)
         for pid, w in self.watches.items():
             if pid not in records and w.left_at is None and w.last_seen is not None \
                     and second - w.last_seen >= self.rules.gap_s:

@@ -8,14 +8,36 @@ import csv
 import io
 import math
 import re
+import threading
 import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from datetime import datetime
 
 from moodlens.aggregate import SecondRecord, class_timeline, mood
 from moodlens.attention import ClassWatch, Rules
 from moodlens.store import Participant, Session, Store
 from moodlens.web.live import spark, window_mood
+
+# Watches of ended sessions, by what they were computed from: stepping a class of 50 through an
+# hour is 180,000 steps (scripts/bench_attention.py), and a review is opened again and again.
+_WATCHES: OrderedDict[tuple, ClassWatch] = OrderedDict()
+_WATCHES_LOCK = threading.Lock()
+
+
+def _watch(store: Store, session: Session, records: list[SecondRecord]) -> ClassWatch:
+    key = (store.url, session.id, session.started_at, session.ended_at, len(records),
+           records[-1].second if records else None)
+    with _WATCHES_LOCK:
+        if session.ended_at is not None and key in _WATCHES:
+            _WATCHES.move_to_end(key)
+            return _WATCHES[key]
+    watch = ClassWatch(session.classes).run(records).finish()
+    if session.ended_at is not None:
+        with _WATCHES_LOCK:
+            _WATCHES[key] = watch
+            while len(_WATCHES) > 8:
+                _WATCHES.popitem(last=False)
+    return watch
 
 
 def _assess(store: Store, session: Session) -> tuple[list[SecondRecord], dict, list[Participant], ClassWatch, float]:
@@ -25,7 +47,7 @@ def _assess(store: Store, session: Session) -> tuple[list[SecondRecord], dict, l
     by_person: dict[int, list[SecondRecord]] = defaultdict(list)
     for r in records:
         by_person[r.track_id].append(r)
-    watch = ClassWatch(session.classes).run(records).finish()
+    watch = _watch(store, session, records)
     end = session.ended_at if session.ended_at is not None else session.started_at + (
         records[-1].second + 1 if records else 0)
     return records, by_person, store.participants(session.id), watch, end - session.started_at
