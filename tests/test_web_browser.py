@@ -523,3 +523,33 @@ def test_no_page_is_wider_than_a_phone(browser, server, screenshots):
     student.screenshot(path=str(screenshots / "student-phone.png"), full_page=True)
     teacher.context.close()
     student.context.close()
+
+
+def test_a_shared_gallery_comes_back_on_its_own_after_a_server_restart(screen_browser, tmp_path):
+    db, port = tmp_path / "gallery-restart.db", _free_port()
+    recognizer = default_recognizer()
+    url, srv, thread, _ = start_server(db, port, recognizer)
+    frame, _ = make_gallery(shared_participants(MEDIA), 2, 2, (960, 540))
+    picture = base64.b64encode(cv2.imencode(".png", frame)[1].tobytes()).decode()
+    teacher = teacher_page(screen_browser, url)
+    call = teacher.context.new_page()
+    call.goto(f"{url}/healthz")
+    call.set_content("<title>Meeting gallery</title><body style='margin:0;background:#202124'>"
+                     f"<img src='data:image/png;base64,{picture}' style='display:block'></body>")
+    teacher.bring_to_front()
+    open_session(teacher, url, "Gallery restart")
+    teacher.click("#share")
+    try:
+        teacher.wait_for_function("document.getElementById('share-status').textContent.startsWith('gallery: ') "
+                                  "&& / [1-9] faces/.test(document.getElementById('share-status').textContent)",
+                                  timeout=30_000)
+        stop_server(srv, thread)
+        teacher.wait_for_function("document.getElementById('share-status').textContent.includes('reconnecting')",
+                                  timeout=15_000)
+        url, srv, thread, _ = start_server(db, port, recognizer)
+        teacher.wait_for_function("/ [1-9] faces/.test(document.getElementById('share-status').textContent)",
+                                  timeout=10_000)  # frames answered again, the share never stopped
+        assert teacher.inner_text("#share") == "Stop sharing"
+    finally:
+        teacher.context.close()
+        stop_server(srv, thread)
