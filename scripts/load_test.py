@@ -111,6 +111,22 @@ def start_server(port: int, db: str, token: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
+async def wait_until_up(http, server: subprocess.Popen | None, tries: int = 300) -> None:
+    """Wait for ``/healthz`` to answer (a minute at most); a server that exits first ends the run."""
+    import httpx
+
+    for _ in range(tries):
+        try:
+            if (await http.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if server is not None and server.poll() is not None:
+            raise SystemExit(f"the server exited: {server.stdout.read().decode()[-2000:]}")
+        await asyncio.sleep(0.2)
+    raise SystemExit("the server did not answer /healthz within a minute")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds used so far by a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -185,15 +201,7 @@ async def main_async(args) -> int:
         frames, path = webcam_frames((args.width, args.height), args.students), "/ws/student"
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            for _ in range(300):
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server is not None and server.poll() is not None:
-                    raise SystemExit(f"the server exited: {server.stdout.read().decode()[-2000:]}")
-                await asyncio.sleep(0.2)
+            await wait_until_up(http, server)
             r = await http.post("/api/sessions", json={"title": f"load test {args.students} students"}, headers=auth)
             r.raise_for_status()
             session = r.json()["session"]

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -290,11 +291,14 @@ def test_export_csv_and_json(store):
     store.add_seconds(session.id, _records(pid, range(3)))
     rows = list(csv.DictReader(io.StringIO(store.export_csv(session.id))))
     assert len(rows) == 3
-    assert list(rows[0]) == ["second", "participant_id", "participant", "emotion", "frames", *FER2013_CLASSES]
+    assert list(rows[0]) == ["second", "time", "participant_id", "participant", "emotion", "frames", *FER2013_CLASSES]
+    # wall-clock times with the UTC offset, one second apart from the session's start
+    assert datetime.fromisoformat(rows[2]["time"]).timestamp() == pytest.approx(session.started_at + 2, abs=1)
     assert rows[0]["participant"] == "Ana, \"the\" first" and rows[0]["emotion"] == "happy"
     assert float(rows[0]["happy"]) == pytest.approx(0.7)
     data = store.export_json(session.id)
     assert data["session"]["title"] == "Export me" and len(data["seconds"]) == 3
+    assert data["seconds"][2]["time"] == rows[2]["time"]
     assert data["participants"][0]["name"] == "Ana, \"the\" first"
     assert store.export_csv(9999) is None and store.export_json(9999) is None
 

@@ -319,7 +319,7 @@ def test_video_upload_runs_in_the_background_with_progress(client, tmp_path, rec
     assert all(len(shares) == 7 for shares in review["timeline"]["shares"])
     assert review["participants"] and review["participants"][0]["name"].startswith("Face #")
     rows = client.get(f"/api/sessions/{job['session_id']}/export?format=csv", headers=AUTH).text.splitlines()
-    assert rows[0].startswith("second,participant_id,participant,emotion,frames,angry")
+    assert rows[0].startswith("second,time,participant_id,participant,emotion,frames,angry")
     assert len(rows) >= 4
     assert not list(tmp_path.glob("moodlens-*")), "the uploaded video must be deleted"
 
@@ -534,28 +534,68 @@ def test_a_class_session_from_join_to_review(client, clock, recognizer):
     assert info.value.code == 4000
 
 
-def test_no_face_for_a_while_is_flagged(client, clock):
+def test_no_face_for_a_while_is_flagged_and_the_teacher_can_acknowledge_it(client, clock):
     session = new_session(client)
     token = join(client, session["code"], "Away")
     with client.websocket_connect(f"/ws/student?token={token}") as ws:
         send_frames(ws, clock, [jpeg()] * 2 + [blank_jpeg()] * 26)  # 1 s seen, then 13 s of an empty room
         with client.websocket_connect(f"/ws/sessions/{session['id']}/dashboard", headers=AUTH) as dash:
             snap = dash.receive_json()
-    tile = snap["participants"][0]
-    assert tile["status"] == "no_face" and tile["emotion"] is None
-    assert [f["reason"] for f in tile["flags"]] == ["no_face"] and tile["flags"][0]["seconds"] >= 10
-    assert snap["flagged"] == 1
+        tile = snap["participants"][0]
+        assert tile["status"] == "no_face" and tile["emotion"] is None
+        [flag] = tile["flags"]
+        assert flag["reason"] == "no_face" and flag["start"] in (1, 2) and flag["ongoing"] and flag["seconds"] >= 10
+        assert flag["text"].startswith("no readable face for") and snap["flagged"] == 1
+        url = f"/api/sessions/{session['id']}/acknowledge"
+        assert client.post(url, json={"participant": tile["id"], "start": 9}, headers=AUTH).status_code == 404
+        assert client.post(url, json={"participant": "x"}, headers=AUTH).status_code == 400
+        assert client.post(url, json={"participant": tile["id"], "start": flag["start"]},
+                           headers=AUTH).status_code == 200
+        snap = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()
+        assert snap["participants"][0]["flags"][0]["acknowledged"] and snap["flagged"] == 0
 
 
-def test_a_student_with_the_camera_off_is_flagged_after_a_while(client, clock):
+def test_a_student_who_left_is_left_with_the_time_and_never_flagged(client, clock):
     session = new_session(client)
-    join(client, session["code"], "Quiet")
-    clock.t += 5
+    token = join(client, session["code"], "Quiet")
+    clock.t += 12
     tile = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()["participants"][0]
-    assert tile["status"] == "offline" and tile["flags"] == []
-    clock.t += 7
+    assert tile["status"] == "offline" and tile["flags"] == []  # never started the camera
+    with client.websocket_connect(f"/ws/student?token={token}") as ws:
+        send_frames(ws, clock, [jpeg()] * 4)
+    clock.t += 30
     tile = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()["participants"][0]
-    assert [f["reason"] for f in tile["flags"]] == ["no_face"] and tile["flags"][0]["seconds"] == 12  # 0..11
+    assert tile["status"] == "left" and tile["left_at"] == 13 and tile["flags"] == []
+
+
+def test_the_lesson_report_and_exports_carry_wall_clock_times_and_the_title(client, clock):
+    session = new_session(client, "Maths 3B: fractions")
+    token = join(client, session["code"], "Ana")
+    with client.websocket_connect(f"/ws/student?token={token}") as ws:
+        send_frames(ws, clock, [jpeg()] * 6 + [blank_jpeg()] * 24)
+    client.post(f"/api/sessions/{session['id']}/end", headers=AUTH)
+    assert client.post(f"/api/sessions/{session['id']}/acknowledge", json={"participant": 1, "start": 1},
+                       headers=AUTH).status_code == 409  # nothing to acknowledge after class
+    assert client.get(f"/sessions/{session['id']}/report", headers=AUTH).status_code == 200
+    assert client.get(f"/sessions/{session['id']}/report", follow_redirects=False).status_code == 303
+    assert client.get(f"/api/sessions/{session['id']}/report").status_code == 401
+    report = client.get(f"/api/sessions/{session['id']}/report", headers=AUTH).json()
+    [ana] = report["students"]
+    assert ana["on_camera_s"] == 15 and ana["no_face_share"] == pytest.approx(12 / 15, abs=0.07)
+    assert ana["joined"].startswith("20") and ana["left"] > ana["joined"]
+    assert [f["reason"] for f in ana["flags"]] == ["no_face"] and ana["flags"][0]["start"] in (3, 4)
+    assert ana["flags"][0]["from"] > ana["joined"]
+    assert report["flags"][0]["name"] == "Ana" and len(report["mood"]["seconds"]) == len(report["mood"]["shares"])
+    review = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()
+    assert review["participants"][0]["flags"] == [{k: v for k, v in f.items() if k not in ("from", "to")}
+                                                  for f in ana["flags"]]  # review and report agree
+    for fmt in ("csv", "json"):
+        r = client.get(f"/api/sessions/{session['id']}/export?format={fmt}", headers=AUTH)
+        assert 'filename="moodlens-Maths-3B-fractions-20' in r.headers["content-disposition"]
+    rows = client.get(f"/api/sessions/{session['id']}/export?format=csv", headers=AUTH).text.splitlines()
+    assert rows[0].startswith("second,time,") and rows[1].split(",")[1].startswith("20")
+    table = client.get(f"/api/sessions/{session['id']}/report?format=csv", headers=AUTH)
+    assert "report.csv" in table.headers["content-disposition"] and "no readable face" in table.text
 
 
 def test_shared_gallery_tiles_become_participants(client, clock):
@@ -595,7 +635,7 @@ def test_renaming_a_participant_that_does_not_exist_is_404_and_students_see_thei
 
 
 def test_two_gallery_sockets_share_the_tiles_one_frame_at_a_time(db, recognizer, clock, monkeypatch):
-    from moodlens.web.live import GalleryTiles
+    from moodlens.web.tiles import GalleryTiles
 
     active, most = [0], [0]
     lock = threading.Lock()

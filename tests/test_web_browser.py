@@ -53,14 +53,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The app on uvicorn on a free loopback port, with a fresh SQLite database."""
+def start_server(db: Path, port: int, recognizer=None):
+    """The app on uvicorn on a loopback port, in a thread; returns (url, uvicorn server, thread, app)."""
     import uvicorn
 
-    db = tmp_path_factory.mktemp("web") / "browser.db"
-    port = _free_port()
-    app = create_app(f"sqlite:///{db}", default_recognizer(), TOKEN)
+    app = create_app(f"sqlite:///{db}", recognizer or default_recognizer(), TOKEN)
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -68,9 +65,25 @@ def server(tmp_path_factory):
     while not srv.started and time.time() < deadline:
         time.sleep(0.05)
     assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}", srv, thread, app
+
+
+def stop_server(srv, thread) -> None:
     srv.should_exit = True
     thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(url, app) of the app on a free loopback port, with a fresh SQLite database."""
+    url, srv, thread, app = start_server(tmp_path_factory.mktemp("web") / "browser.db", _free_port())
+    yield url, app
+    stop_server(srv, thread)
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    return served[0]
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +159,16 @@ def wait_for(page, expression: str, arg=None, timeout: float = 30_000):
         time.sleep(0.1)
 
 
+def open_session(teacher, url: str, title: str) -> str:
+    """Open a class session from the sessions page; returns its join code once shown."""
+    teacher.goto(f"{url}/sessions")
+    teacher.fill("#title", title)
+    teacher.click("#open")
+    teacher.wait_for_url(f"{url}/sessions/*")
+    wait_for(teacher, "document.body.dataset.participants === '0'")
+    return teacher.inner_text("#code").strip()
+
+
 def hex_to_bgr(color: str) -> np.ndarray:
     return np.array([int(color[i:i + 2], 16) for i in (5, 3, 1)], float)
 
@@ -192,12 +215,7 @@ def test_live_page_draws_box_and_label(browser, server, screenshots):
 
 def test_student_joins_and_the_dashboard_updates(browser, server, screenshots):
     teacher = teacher_page(browser, server)
-    teacher.goto(f"{server}/sessions")
-    teacher.fill("#title", "Browser class")
-    teacher.click("#open")
-    teacher.wait_for_url(f"{server}/sessions/*")
-    wait_for(teacher, "document.body.dataset.participants === '0'")
-    code = teacher.inner_text("#code").strip()
+    code = open_session(teacher, server, "Browser class")
     assert len(code) == 6
 
     student = browser.new_context().new_page()
@@ -213,9 +231,9 @@ def test_student_joins_and_the_dashboard_updates(browser, server, screenshots):
     wait_for(student, "Number(document.body.dataset.answers || 0) >= 2", timeout=30_000)
 
     # the teacher's page was not reloaded: the dashboard socket brings Ana in, then her emotions
-    teacher.wait_for_selector(".tile .name:text('Ana')", timeout=15_000)
-    wait_for(teacher, 
-        "(words) => { const t = document.querySelector('.tile .emotion');"
+    wait_for(teacher, "[...document.querySelectorAll('.tile .name')].some((e) => e.value === 'Ana')",
+                              timeout=15_000)
+    wait_for(teacher, "(words) => { const t = document.querySelector('.tile .emotion');"
         " return t && words.some((w) => t.textContent.startsWith(w)); }", arg=list(LABEL_WORDS), timeout=15_000)
     wait_for(teacher, "document.querySelector('#state').textContent.includes('1 connected')")
     student.screenshot(path=str(screenshots / "student.png"))
@@ -250,7 +268,7 @@ def test_student_joins_and_the_dashboard_updates(browser, server, screenshots):
     teacher.click("#end")
     wait_for(teacher, "document.body.dataset.live === 'false'", timeout=15_000)
     wait_for(student, "document.getElementById('status').textContent.includes('ended')", timeout=15_000)
-    assert "Ana" in teacher.inner_text("#tiles")
+    assert teacher.input_value(".tile .name") == "Ana"
     teacher.screenshot(path=str(screenshots / "review.png"), full_page=True)
     teacher.goto(f"{server}/sessions")
     teacher.wait_for_selector("#list a:text('Browser class')")
@@ -333,3 +351,217 @@ def test_upload_page_analyses_a_video(browser, server, screenshots, tmp_path):
     page.context.close()
     chart = cv2.imread(str(screenshots / "video-timeline.png"))
     assert chart is not None and chart.std() > 20
+
+
+# --- class sessions: reconnecting, a dashboard of 50, the lesson report -------------------------
+
+def test_after_a_server_restart_the_student_and_the_dashboard_come_back_on_their_own(browser, tmp_path, screenshots):
+    db, port = tmp_path / "restart.db", _free_port()
+    recognizer = default_recognizer()
+    url, srv, thread, _ = start_server(db, port, recognizer)
+    teacher = teacher_page(browser, url)
+    code = open_session(teacher, url, "Restart class")
+    student = browser.new_context().new_page()
+    student.goto(f"{url}/join?code={code}")
+    student.fill("#name", "Ana")
+    student.click("#join-button")
+    student.wait_for_url(f"{url}/student")
+    student.click("#start")
+    wait_for(student, "Number(document.body.dataset.answers || 0) >= 2", timeout=30_000)
+    wait_for(teacher, "document.body.dataset.present === '1'", timeout=15_000)
+
+    stop_server(srv, thread)
+    wait_for(student, "document.body.dataset.connection === 'reconnecting'", timeout=15_000)
+    wait_for(teacher, "document.body.dataset.connection === 'reconnecting'", timeout=15_000)
+    assert "reconnecting" in student.inner_text("#status")
+    student.evaluate("delete document.body.dataset.answers")
+    try:
+        url, srv, thread, _ = start_server(db, port, recognizer)
+        back = time.perf_counter()
+        wait_for(student, "Number(document.body.dataset.answers || 0) >= 1", timeout=10_000)
+        resumed = time.perf_counter() - back
+        wait_for(teacher, "document.body.dataset.connection === 'open' && document.body.dataset.present === '1'",
+                                  timeout=10_000)
+        print(f"\nstudent sending again {resumed:.1f} s after the server was back")
+        assert "1 connected" in teacher.inner_text("#state") and student.inner_text("#start") and \
+            student.is_disabled("#start")  # no click needed
+        teacher.screenshot(path=str(screenshots / "restart-dashboard.png"))
+    finally:
+        teacher.context.close()
+        student.context.close()
+        stop_server(srv, thread)
+
+
+def _class_of(app, n: int, seconds: int, flagged: int, ended: bool):
+    """A session of ``n`` participants with ``seconds`` of per-second records so far: the first
+    ``flagged`` turn sad halfway, participant 4 (Dev) is away for 40 s a third of the way in.
+    Returns the session and ``feed(second)``, which records one more second."""
+    from moodlens.aggregate import SecondRecord
+
+    ml = app.state.moodlens
+    session = ml.store.create_session("Year 9 history: the 1920s", CLASSES, started_at=time.time() - seconds - 1)
+    rng = np.random.default_rng(1)
+    people = [ml.store.add_participant(session.id, f"Student {i + 1:02d}", "student", joined_at=session.started_at)
+              for i in range(n)]
+    for i, name in enumerate(["Ana", "Ben", "Chloe", "Dev", "Eli"][:n]):
+        ml.store.rename_participant(people[i].id, name)
+    live = None if ended else ml.live_session(session)
+
+    def feed(second: int) -> list:
+        batch = []
+        for i, p in enumerate(people):
+            if i == 3 and seconds // 3 <= second < seconds // 3 + 40:
+                continue  # camera off for 40 s: a gap
+            sad = i < flagged and second >= seconds // 2
+            p_ = np.array([0.03, 0.02, 0.05, 0.1, 0.7 if sad else 0.1, 0.05, 0.05 if sad else 0.65])
+            p_ = np.clip(p_ + rng.normal(0, 0.03, 7), 0.001, None)
+            scores = dict(zip(CLASSES, (p_ / p_.sum()).tolist()))
+            batch.append(SecondRecord(second, p.id, max(scores, key=scores.get), scores, 2))
+        if live is None:
+            return batch
+        ml.store.add_seconds(session.id, batch)
+        live.count(batch)
+        for r in batch:
+            live.participants[r.track_id].recent.append(r)
+            live.participants[r.track_id].connections = 1
+        return batch
+
+    history = [r for second in range(seconds) for r in feed(second)]
+    if ended:  # stored at once: a past lesson
+        ml.store.add_seconds(session.id, history)
+        ml.store.end_session(session.id, session.started_at + seconds)
+    return session, feed
+
+
+def _no_sideways_overflow(page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"], f"the page is {width} px wide on a {page.viewport_size['width']} px screen"
+
+
+def test_a_class_of_50_fits_a_laptop_screen_flagged_first(browser, served, screenshots):
+    url, app = served
+    session, feed = _class_of(app, 50, 120, 5, ended=False)
+    running = threading.Event()
+    running.set()
+
+    def keep_feeding() -> None:  # the class goes on while the page is looked at
+        second = 120
+        while running.is_set():
+            if time.time() - session.started_at > second + 1:
+                feed(second)
+                second += 1
+            time.sleep(0.1)
+
+    feeder = threading.Thread(target=keep_feeding, daemon=True)
+    feeder.start()
+    page = teacher_page(browser, url)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto(f"{url}/sessions/{session.id}")
+    wait_for(page, "document.body.dataset.participants === '50'")
+    wait_for(page, "snapshot.flagged === 5", timeout=10_000)
+    page.screenshot(path=str(screenshots / "dashboard-50-laptop.png"))
+    page.screenshot(path=str(screenshots / "dashboard-50-laptop-full.png"), full_page=True)
+    names = page.evaluate("[...document.querySelectorAll('.tile .name')].map((e) => e.value)")
+    assert sorted(names[:5]) == ["Ana", "Ben", "Chloe", "Dev", "Eli"]  # flagged first
+    assert page.locator(".tile.flagged").count() == 5
+    # the flagged tiles are on the first screen, below the mood and the timeline
+    box = page.locator(".tile.flagged").nth(4).bounding_box()
+    assert box["y"] + box["height"] <= 768 + 200, box
+    assert page.locator(".tile").nth(49).bounding_box()["width"] >= 150
+    _no_sideways_overflow(page)
+    # acknowledging a flag keeps it but stops counting it
+    page.locator(".tile.flagged button.ack").first.click()
+    wait_for(page, "snapshot.flagged === 4", timeout=10_000)
+    # renaming inline
+    page.locator(".tile .name").nth(10).fill("Zed Renamed")
+    page.locator(".tile .name").nth(10).press("Enter")
+    wait_for(page, "snapshot.participants.some((p) => p.name === 'Zed Renamed')", timeout=10_000)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(1500)
+    _no_sideways_overflow(page)
+    page.screenshot(path=str(screenshots / "dashboard-50-phone.png"))
+    page.context.close()
+    running.clear()
+    feeder.join()
+    app.state.moodlens.live.pop(session.id, None)
+
+
+@pytest.mark.parametrize("viewport", [(1366, 768), (390, 844)], ids=["laptop", "phone"])
+def test_the_lesson_report_in_the_browser(browser, served, screenshots, viewport):
+    url, app = served
+    session, _ = _class_of(app, 12, 600, 3, ended=True)
+    page = teacher_page(browser, url)
+    page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
+    page.goto(f"{url}/sessions/{session.id}/report")
+    wait_for(page, "document.body.dataset.ready === '1'", timeout=15_000)
+    name = f"report-{viewport[0]}x{viewport[1]}"
+    page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
+    _no_sideways_overflow(page)
+    assert page.locator("#students tbody tr").count() == 12
+    assert page.locator("#flags tbody tr").count() == 3 and "sadder than usual" in page.inner_text("#flags")
+    assert "No stretch" in page.inner_text("#drops")  # 3 of 12 sadder is three students, not the class
+    # sorting by flags puts the flagged students last, then first
+    page.click("th[data-key=flag_count]")
+    page.click("th[data-key=flag_count]")
+    first = page.locator("#students tbody tr").first.inner_text()
+    assert any(n in first for n in ("Ana", "Ben", "Chloe"))
+    # the sparklines share one time axis: Dev's 40 s away is a gap at the same place in a 600 s lesson
+    spark = page.evaluate("report.students.find((s) => s.name === 'Dev').spark.map((b) => b[0])")
+    assert not any(200 <= s < 240 for s in spark) and spark[0] == 0
+    page.emulate_media(media="print")
+    page.screenshot(path=str(screenshots / f"{name}-print.png"), full_page=True)
+    assert not page.is_visible("#print")
+    page.context.close()
+
+
+def test_no_page_is_wider_than_a_phone(browser, server, screenshots):
+    teacher = teacher_page(browser, server)
+    teacher.set_viewport_size({"width": 390, "height": 844})
+    code = open_session(teacher, server, "A class with a rather long title, as some teachers write them")
+    _no_sideways_overflow(teacher)
+    for path in ("/", "/live", "/upload", "/sessions"):
+        teacher.goto(f"{server}{path}")
+        teacher.wait_for_load_state("networkidle")
+        _no_sideways_overflow(teacher)
+    teacher.screenshot(path=str(screenshots / "sessions-phone.png"), full_page=True)
+    student = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    student.goto(f"{server}/join?code={code}")
+    _no_sideways_overflow(student)
+    student.fill("#name", "Ana")
+    student.click("#join-button")
+    student.wait_for_url(f"{server}/student")
+    wait_for(student, "document.getElementById('me').textContent === 'Ana'")
+    _no_sideways_overflow(student)
+    student.screenshot(path=str(screenshots / "student-phone.png"), full_page=True)
+    teacher.context.close()
+    student.context.close()
+
+
+def test_a_shared_gallery_comes_back_on_its_own_after_a_server_restart(screen_browser, tmp_path):
+    db, port = tmp_path / "gallery-restart.db", _free_port()
+    recognizer = default_recognizer()
+    url, srv, thread, _ = start_server(db, port, recognizer)
+    frame, _ = make_gallery(shared_participants(MEDIA), 2, 2, (960, 540))
+    picture = base64.b64encode(cv2.imencode(".png", frame)[1].tobytes()).decode()
+    teacher = teacher_page(screen_browser, url)
+    call = teacher.context.new_page()
+    call.goto(f"{url}/healthz")
+    call.set_content("<title>Meeting gallery</title><body style='margin:0;background:#202124'>"
+                     f"<img src='data:image/png;base64,{picture}' style='display:block'></body>")
+    teacher.bring_to_front()
+    open_session(teacher, url, "Gallery restart")
+    teacher.click("#share")
+    try:
+        wait_for(teacher, "document.getElementById('share-status').textContent.startsWith('gallery: ') "
+                                  "&& / [1-9] faces/.test(document.getElementById('share-status').textContent)",
+                                  timeout=30_000)
+        stop_server(srv, thread)
+        wait_for(teacher, "document.getElementById('share-status').textContent.includes('reconnecting')",
+                                  timeout=15_000)
+        url, srv, thread, _ = start_server(db, port, recognizer)
+        wait_for(teacher, "/ [1-9] faces/.test(document.getElementById('share-status').textContent)",
+                                  timeout=10_000)  # frames answered again, the share never stopped
+        assert teacher.inner_text("#share") == "Stop sharing"
+    finally:
+        teacher.context.close()
+        stop_server(srv, thread)

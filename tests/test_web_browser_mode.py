@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("playwright.sync_api")
 
-from test_web_browser import TOKEN, browser, camera_file, playwright, server  # noqa: E402, F401  (fixtures)
+from test_web_browser import TOKEN, browser, camera_file, playwright, server, wait_for  # noqa: E402, F401  (fixtures)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import browser_check  # noqa: E402
@@ -37,12 +37,12 @@ def test_in_browser_mode_the_student_page_sends_only_small_json(browser, server)
     page.click("#join-button")
     page.wait_for_url(f"{server}/student")
     page.goto(f"{server}/student?mode=browser")  # this busy test machine may be slower than the page wants
-    page.wait_for_function("document.body.dataset.mode", timeout=60_000)
+    wait_for(page, "document.body.dataset.mode", timeout=60_000)
     assert page.evaluate("document.body.dataset.mode") == "browser", page.inner_text("#mode-why")
     assert "No picture of you leaves this computer" in page.inner_text("#consent")
     page.check("#agree")
     page.click("#start")
-    page.wait_for_function("Number(document.body.dataset.answers || 0) >= 6", timeout=60_000)
+    wait_for(page, "Number(document.body.dataset.answers || 0) >= 6", timeout=60_000)
     assert "{" in page.inner_text("#sent")  # the student sees what was sent
     page.click("#pause")
     count = len(sent)
@@ -77,11 +77,11 @@ def test_server_mode_is_the_fallback_and_sends_pictures(browser, server):  # noq
     page.goto(f"{server}/join")
     page.request.post(f"{server}/api/join", data={"code": session["code"], "name": "Cai"})
     page.goto(f"{server}/student?mode=server")
-    page.wait_for_function("document.body.dataset.mode === 'server'", timeout=60_000)
+    wait_for(page, "document.body.dataset.mode === 'server'", timeout=60_000)
     assert "picture from your camera" in page.inner_text("#consent")
     page.check("#agree")
     page.click("#start")
-    page.wait_for_function("Number(document.body.dataset.answers || 0) >= 2", timeout=60_000)
+    wait_for(page, "Number(document.body.dataset.answers || 0) >= 2", timeout=60_000)
     page.context.close()
     assert sent and all(url.endswith("/ws/student") and isinstance(p, bytes) for url, p in sent)
 

@@ -26,6 +26,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -185,6 +186,10 @@ class Session:
     @property
     def open(self) -> bool:
         return self.ended_at is None
+
+    def wall_clock(self, second: float) -> str:
+        """A second of the session as local wall-clock time, ISO 8601 with the UTC offset."""
+        return datetime.fromtimestamp(self.started_at + second).astimezone().isoformat(timespec="seconds")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "classes": list(self.classes), "open": self.open}
@@ -462,21 +467,23 @@ class Store:
         if session is None:
             return None
         return {"session": session.to_dict(), "participants": [p.to_dict() for p in self.participants(session_id)],
-                "seconds": [{"second": r.second, "participant_id": r.track_id, "emotion": r.emotion,
+                "seconds": [{"second": r.second, "time": session.wall_clock(r.second),
+                             "participant_id": r.track_id, "emotion": r.emotion,
                              "frames": r.frames, "scores": r.scores} for r in self.seconds(session_id)]}
 
     def export_csv(self, session_id: int) -> str | None:
-        """One row per participant-second: second, participant, emotion, frames, a column per class."""
+        """One row per participant-second: second, its wall-clock time, participant, emotion,
+        frames, a column per class."""
         session = self.get_session(session_id)
         if session is None:
             return None
         names = {p.id: p.name for p in self.participants(session_id)}
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["second", "participant_id", "participant", "emotion", "frames", *session.classes])
+        writer.writerow(["second", "time", "participant_id", "participant", "emotion", "frames", *session.classes])
         for r in self.seconds(session_id):
-            writer.writerow([r.second, r.track_id, _no_formula(names.get(r.track_id, "")), r.emotion or "", r.frames,
-                             *(r.scores.get(c, "") for c in session.classes)])
+            writer.writerow([r.second, session.wall_clock(r.second), r.track_id, _no_formula(names.get(r.track_id, "")),
+                             r.emotion or "", r.frames, *(r.scores.get(c, "") for c in session.classes)])
         return out.getvalue()
 
     @staticmethod

@@ -8,7 +8,8 @@ itself. Recognition uses one shared :class:`~moodlens.recognizer.Recognizer` and
 
 Every participant has its own :class:`~moodlens.aggregate.Timeline`; the seconds it closes go to
 the :class:`Recorder`, which writes them to the store in batches on its own thread, and to the
-session's live counts that the dashboard reads.
+:class:`LiveSession`, whose :class:`~moodlens.attention.ClassWatch` raises the flags the dashboard
+shows (the same the stored review shows) and whose recent seconds give the class mood.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import queue
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from moodlens.aggregate import NO_FACE, SecondRecord, Timeline, attention_flags
+from moodlens.aggregate import SecondRecord, Timeline
+from moodlens.attention import NO_FACE, ClassWatch, Rules, Watch
 from moodlens.faces import Face, Frame
 from moodlens.journal import Journal
-from moodlens.recognizer import FaceStream, Recognizer
 from moodlens.store import Participant, Session
 
 OFFLINE = "offline"  # a student with the camera off, or a gallery tile when the share has ended
@@ -125,7 +126,6 @@ class LiveParticipant:
         self.face: Face | None = None
         self.last_frame: float | None = None
         self.connections = 0
-        self.stream: FaceStream | None = None  # a student's own camera stream
         self.lock = threading.Lock()
 
     @property
@@ -153,40 +153,66 @@ class LiveParticipant:
             self.face = None
         return closed
 
-    def view(self, now: int, spark_s: int = 60, **flag_args) -> dict:
-        """The dashboard tile: current emotion, a sparkline of the last ``spark_s`` seconds and
-        the attention flags still running at ``now`` (the current session second).
+    def view(self, now: int, watch: Watch | None, classes: tuple[str, ...], acknowledged: set[int],
+             spark_s: int = 60) -> dict:
+        """The dashboard tile at ``now`` (the current session second): current emotion, a
+        sparkline of the last ``spark_s`` seconds, the usual expression and the flags up now.
 
-        A student whose camera is off counts as "no face seen"; a gallery tile whose share ended
-        raises no flags (nobody is watching that screen any more)."""
+        ``status``: ``left`` (sent before, gone now; ``left_at`` says when), ``offline`` (never
+        sent: a camera not started, a gallery tile whose share ended), ``unknown`` (connected but
+        no frame for 3 s), ``no_face``, or the face's status."""
         with self.lock:
             recent = list(self.recent)
             face, last_frame = self.face, self.last_frame
         connected = self.connections > 0
         stale = last_frame is None or now - last_frame > 3
-        # look back over what is kept: since joining, or the oldest second still in ``recent``
-        start = recent[0].second if recent and len(recent) == self.recent.maxlen else self.joined
-        end = now - 1  # the current second is still open
-        watched = connected or self.info.source == "student"
-        flags = [f for f in attention_flags(recent, start=start, end=end, **flag_args) if f.end == end] \
-            if watched and end >= start else []
-        return {**self.info.to_dict(), "connected": connected,
-                "emotion": None if stale or face is None or not connected else face.emotion,
-                "confidence": 0.0 if stale or face is None or not connected else round(face.confidence, 3),
-                "status": OFFLINE if not connected else NO_FACE if stale or face is None else face.status,
+        last_sent = last_frame if last_frame is not None else watch.last_seen if watch else None
+        if not connected:
+            status = "left" if last_sent is not None and self.info.source == "student" else OFFLINE
+        else:
+            status = "unknown" if stale else NO_FACE if face is None else face.status
+        showing = connected and not stale and face is not None
+        flags = watch.flags() if watch else []
+        # a participant who left is "left", not flagged; a tile whose share ended is watched by no one
+        up = [f for f in flags if f.end is None] if connected else []
+        return {**self.info.to_dict(), "connected": connected, "status": status,
+                "left_at": int(last_sent) if status == "left" else None,
+                "emotion": face.emotion if showing else None,
+                "confidence": round(face.confidence, 3) if showing else 0.0,
+                "usual": watch.usual_emotion(classes) if watch else None,
+                "deviation": round(watch.last_deviation, 3) if watch and watch.baseline is not None else None,
+                # more negative than usual just now, not (yet) for long enough to flag: a lighter tint
+                "rising": bool(connected and not up and watch and watch.baseline is not None
+                               and watch.last_deviation >= watch.rules.fall),
                 "spark": spark([r for r in recent if r.second > now - spark_s]),
-                "flags": [f.to_dict() for f in flags]}
+                "flags": [{**f.to_dict(now - 1), "acknowledged": f.start in acknowledged} for f in up],
+                "past": [f.to_dict() for f in flags if f.end is not None]}
 
 
 class LiveSession:
-    """An open class session: its participants and the class's per-second emotion counts."""
+    """An open class session: its participants, their recent seconds and the class's
+    :class:`~moodlens.attention.ClassWatch`, stepped a little behind the clock.
 
-    def __init__(self, info: Session, clock: Callable[[], float], keep_s: int = 900):
-        self.info, self.clock, self.keep_s = info, clock, keep_s
+    Args:
+        settle_s: seconds the watch stays behind now at least. A participant's second closes when
+            their next frame has been analysed; until then it is unknown. The watch takes a second
+            only once everyone connected has closed it (or it is ``lag_s`` old: a stalled camera),
+            so a busy server delays the live flags instead of making them differ from the review.
+        lag_s: the most the watch waits for a connected participant's seconds.
+        mood_s: the class mood is taken over this many closed seconds.
+    """
+
+    def __init__(self, info: Session, clock: Callable[[], float], keep_s: int = 900, settle_s: int = 2,
+                 lag_s: int = 10, mood_s: int = 30, rules: Rules | None = None):
+        self.info, self.clock, self.keep_s, self.mood_s = info, clock, keep_s, mood_s
+        self.settle_s, self.lag_s = settle_s, lag_s
         self.participants: dict[int, LiveParticipant] = {}
-        self.counts: dict[int, Counter] = {}  # second -> emotion counts ("" for none)
+        self.seconds: dict[int, dict[int, SecondRecord]] = {}  # second -> participant id -> record
+        self.closed: dict[int, int] = {}  # participant id -> newest second closed
+        self.watch = ClassWatch(info.classes, rules)
+        self.acknowledged: dict[int, set[int]] = {}  # participant id -> starts of acknowledged flags
         self.lock = threading.Lock()
-        self.gallery: GalleryTiles | None = None
+        self.gallery = None  # the shared gallery's tiles (web.tiles.GalleryTiles) once shared
         self.ended = False
 
     def now(self) -> float:
@@ -203,116 +229,92 @@ class LiveSession:
     def count(self, records: Sequence[SecondRecord]) -> None:
         with self.lock:
             for r in records:
-                self.counts.setdefault(r.second, Counter())[r.emotion or ""] += 1
-            if len(self.counts) > self.keep_s:
-                for second in sorted(self.counts)[: len(self.counts) - self.keep_s]:
-                    del self.counts[second]
+                self.seconds.setdefault(r.second, {})[r.track_id] = r
+                self.closed[r.track_id] = max(r.second, self.closed.get(r.track_id, r.second))
+            if len(self.seconds) > self.keep_s:
+                for second in sorted(self.seconds)[: len(self.seconds) - self.keep_s]:
+                    del self.seconds[second]
 
-    def snapshot(self, timeline_s: int = 300, **flag_args) -> dict:
+    def acknowledge(self, participant_id: int, start: int) -> bool:
+        """Mark the flag of a participant that started at ``start`` as seen by the teacher."""
+        with self.lock:
+            w = self.watch.watches.get(participant_id)
+            if w is None or not any(f.start == start for f in w.flags()):
+                return False
+            self.acknowledged.setdefault(participant_id, set()).add(start)
+            return True
+
+    def advance(self, until: int) -> None:
+        """Step the watch through the seconds up to ``until`` (call with ``lock`` held)."""
+        start = self.watch.second + 1 if self.watch.second is not None else min(self.seconds, default=until + 1)
+        for second in range(start, until + 1):
+            self.watch.step(second, self.seconds.get(second, {}))
+
+    def snapshot(self, timeline_s: int = 300) -> dict:
         """What the dashboard shows now (the same shape as :func:`moodlens.web.dashboard.review`)."""
         now = self.now()
         second = int(math.floor(now))
         classes = self.info.classes
         with self.lock:
             people = list(self.participants.values())
-            counts = {s: c.copy() for s, c in self.counts.items() if s > second - timeline_s}
-        tiles = [p.view(second, **flag_args) for p in people]
-        seconds = sorted(counts)
-        # the class mood now: the newest second that is closed for everyone sending (the
-        # last point of the timeline), so the mood and the stored numbers agree
-        latest = next((s for s in reversed(seconds) if s < second), None)
-        current = counts.get(latest, Counter())
-        judged = sum(v for k, v in current.items() if k)
-        mood = {c: (current[c] / judged if judged else 0.0) for c in classes}
+            waiting = [self.closed[p.id] for p in people if p.connections > 0 and p.id in self.closed]
+            self.advance(max(second - self.lag_s, min([second - self.settle_s, *waiting])))
+            tiles = [p.view(second, self.watch.watches.get(p.id), classes, self.acknowledged.get(p.id, set()))
+                     for p in people]
+            window = {s: dict(rs) for s, rs in self.seconds.items() if s > second - timeline_s}
+        tiles.sort(key=attention_order)
+        closed = [s for s in window if s < second]  # the current second is still open
+        latest = max(closed, default=second - 1)
+        mood, faces = window_mood([r for s in closed if s > latest - self.mood_s for r in window[s].values()],
+                                  classes)
+        seconds = sorted(closed)
         timeline = {"seconds": seconds,
-                    "shares": [_shares(counts[s], classes) for s in seconds],
-                    "judged": [sum(v for k, v in counts[s].items() if k) for s in seconds]}
+                    "shares": [_shares(window[s].values(), classes) for s in seconds],
+                    "judged": [sum(1 for r in window[s].values() if r.emotion) for s in seconds]}
         return {"session": self.info.to_dict(), "classes": list(classes), "live": not self.ended,
-                "now": round(now, 2), "mood": mood, "judged": judged,
+                "now": round(now, 2), "mood": mood, "judged": faces, "mood_s": self.mood_s,
                 "present": sum(t["connected"] for t in tiles), "participants": tiles, "timeline": timeline,
-                "flagged": sum(bool(t["flags"]) for t in tiles)}
+                "flagged": sum(any(not f["acknowledged"] for f in t["flags"]) for t in tiles)}
 
 
-def _shares(counts: Counter, classes: Sequence[str]) -> list[float]:
-    judged = sum(v for k, v in counts.items() if k)
+def attention_order(tile: dict) -> tuple:
+    """Flagged participants first (not yet acknowledged before acknowledged), then by name."""
+    open_flags = [f for f in tile["flags"] if not f.get("acknowledged")]
+    return (0 if open_flags else 1 if tile["flags"] else 2, tile["name"].lower(), tile["id"])
+
+
+def window_mood(records: Sequence[SecondRecord], classes: Sequence[str]) -> tuple[dict[str, float], int]:
+    """The class mood over some seconds: the share of each emotion among the face-seconds read,
+    and how many participants those seconds come from."""
+    shares = dict(zip(classes, _shares(records, classes)))
+    return shares, len({r.track_id for r in records if r.emotion})
+
+
+def _shares(records: Iterable[SecondRecord], classes: Sequence[str]) -> list[float]:
+    counts = Counter(r.emotion for r in records if r.emotion)
+    judged = sum(counts.values())
     return [round(counts[c] / judged, 4) if judged else 0.0 for c in classes]
 
 
-def spark(records: Sequence[SecondRecord], bins: int = 120) -> list[list]:
+def spark(records: Sequence[SecondRecord], bins: int = 120, start: int | None = None) -> list[list]:
     """A participant's sparkline: ``[second, emotion or None, confidence]`` per second, or per bin
-    (most frequent emotion, its mean probability) when there are more than ``bins`` seconds."""
+    of seconds (most frequent emotion, its mean probability) when they span more than ``bins``
+    seconds from ``start`` (default: the first record). Bins are fixed stretches of time, so
+    seconds without a record stay gaps."""
     if not records:
         return []
-    size = max(1, math.ceil(len(records) / bins))
+    start = records[0].second if start is None else start
+    size = max(1, math.ceil((records[-1].second - start + 1) / bins))
+    chunks: dict[int, list[SecondRecord]] = {}
+    for r in records:
+        chunks.setdefault(start + (r.second - start) // size * size, []).append(r)
     out = []
-    for i in range(0, len(records), size):
-        chunk = records[i:i + size]
+    for second, chunk in chunks.items():
         emotions = Counter(r.emotion for r in chunk if r.emotion)
         if not emotions:
-            out.append([chunk[0].second, None, 0.0])
+            out.append([second, None, 0.0])
             continue
         top = emotions.most_common(1)[0][0]
         conf = sum(r.scores.get(top, 0.0) for r in chunk if r.emotion == top) / emotions[top]
-        out.append([chunk[0].second, top, round(conf, 3)])
+        out.append([second, top, round(conf, 3)])
     return out
-
-
-class GalleryTiles:
-    """Turns a shared meeting gallery into participants: each face goes to the tile it is in,
-    found by position (centres in frame fractions), so a face that is lost and found again in
-    the same tile stays the same participant; a face in a new place becomes a new participant.
-
-    Args:
-        create: makes the participant for a new tile (``create(n)`` for the n-th tile).
-        reach: a face belongs to a known tile when its centre is within ``reach`` face sizes.
-    """
-
-    def __init__(self, recognizer: Recognizer, create: Callable[[int], LiveParticipant], reach: float = 0.75):
-        self.stream = recognizer.open_stream(detect_every=2)
-        self.create, self.reach = create, reach
-        self.tiles: dict[int, tuple[float, float, float]] = {}  # participant id -> (cx, cy, size)
-        self.by_track: dict[int, int] = {}  # tracker id -> participant id
-        # Two sockets can share one gallery (two teacher tabs, a reconnect that overlaps the old
-        # socket), each with frames on its own worker thread. ``lock`` is held around
-        # ``stream.push`` + ``assign`` (one frame at a time); ``tiles_lock``, taken by ``assign``
-        # and by whoever reads ``tiles`` or counts the tiles' connections, is held only briefly,
-        # so the event loop may take it. ``sockets``: gallery sockets now connected.
-        self.lock = threading.Lock()
-        self.tiles_lock = threading.Lock()
-        self.sockets = 0
-
-    def assign(self, faces: list[Face], shape: tuple[int, int]) -> dict[int, Face | None]:
-        """Participant id -> its face in this frame (None for known tiles without a face).
-        ``create`` is called with ``tiles_lock`` held."""
-        with self.tiles_lock:
-            return self._assign(faces, shape)
-
-    def _assign(self, faces: list[Face], shape: tuple[int, int]) -> dict[int, Face | None]:
-        height, width = shape
-        found: dict[int, Face | None] = {}
-        unmatched = []
-        for face in faces:
-            pid = self.by_track.get(face.track_id)
-            if pid is not None and pid not in found:
-                found[pid] = face
-            else:
-                unmatched.append(face)
-        for face in unmatched:
-            x, y, w, h = face.box
-            cx, cy, size = (x + w / 2) / width, (y + h / 2) / height, max(w / width, h / height)
-            best, best_d = None, math.inf
-            for pid, (tx, ty, ts) in self.tiles.items():
-                d = math.hypot((cx - tx) * width / height, cy - ty) / max(ts, size)
-                if pid not in found and d < best_d:
-                    best, best_d = pid, d
-            if best is None or best_d > self.reach:
-                best = self.create(len(self.tiles) + 1).id
-            self.by_track[face.track_id] = best
-            found[best] = face
-            self.tiles[best] = (cx, cy, size)
-        for pid, face in found.items():
-            x, y, w, h = face.box
-            self.tiles[pid] = ((x + w / 2) / width, (y + h / 2) / height, max(w / width, h / height))
-        live_tracks = {f.track_id for f in faces}
-        self.by_track = {t: p for t, p in self.by_track.items() if t in live_tracks}
-        return {pid: found.get(pid) for pid in self.tiles}

@@ -43,9 +43,10 @@ from moodlens.recognizer import Recognizer
 from moodlens.store import CLASS_ONLY, PRIVACY_MODES, Session, Store, database_url, journal_path, safe_text, shown_url
 from moodlens.web import browser, privacy
 from moodlens.web.auth import LOGIN_COOKIE, LOGIN_S, STUDENT_COOKIE, Auth, client_address, teacher_token
-from moodlens.web.dashboard import review
-from moodlens.web.live import GalleryTiles, Latest, LiveSession, Recorder
+from moodlens.web.dashboard import export_name, lesson_report, report_csv, review
+from moodlens.web.live import Latest, LiveSession, Recorder
 from moodlens.web.security import Guard, Recent, Throttle, install_error_handlers, page_response, same_origin
+from moodlens.web.tiles import GalleryTiles
 from moodlens.web.uploads import Limits, UploadError, VideoJobs, read_upload_image, video_type
 
 log = logging.getLogger("moodlens.web")
@@ -335,6 +336,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     for path, name, who in [("/", "index.html", "teacher"), ("/live", "live.html", "teacher"),
                             ("/upload", "upload.html", "teacher"), ("/sessions", "sessions.html", "teacher"),
                             ("/sessions/{session_id}", "session.html", "teacher"),
+                            ("/sessions/{session_id}/report", "report.html", "teacher"),
                             ("/login", "login.html", "anyone"), ("/join", "join.html", "anyone"),
                             ("/student", "student.html", "student")]:
         app.add_api_route(path, page(name, who), methods=["GET"], include_in_schema=False)
@@ -485,7 +487,8 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
             data = await run_in_threadpool(ml.store.export_csv, session_id)
         if data is None:
             raise HTTPException(404, f"no session {session_id}")
-        headers = {"Content-Disposition": f'attachment; filename="moodlens-session-{session_id}.{format}"'}
+        session = await run_in_threadpool(ml.store.get_session, session_id)
+        headers = {"Content-Disposition": f'attachment; filename="{export_name(session, format)}"'}
         if format == "json":
             return JSONResponse(data, headers=headers)
         return Response(data, media_type="text/csv", headers=headers)
@@ -503,6 +506,35 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
             if participant_id in live.participants:
                 live.participants[participant_id].info.name = name
         return {"id": participant_id, "name": name}
+
+    # after class and during it: the lesson report, acknowledging a flag
+    @app.get("/api/sessions/{session_id}/report")
+    async def report(request: Request, session_id: RowId, format: str = "json") -> Response:
+        teacher(request)
+        if format not in ("csv", "json"):
+            raise HTTPException(400, "format must be csv or json")
+        session = await run_in_threadpool(session_or_404, session_id)
+        await run_in_threadpool(ml.recorder.flush)
+        data = await run_in_threadpool(lesson_report, ml.store, session)
+        if format == "json":
+            return JSONResponse(data)
+        return Response(report_csv(data), media_type="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="{export_name(session, "report.csv")}"'})
+
+    @app.post("/api/sessions/{session_id}/acknowledge")
+    async def acknowledge(request: Request, session_id: RowId) -> dict:
+        teacher(request)
+        body = await _json(request)
+        try:
+            participant, start = int(body.get("participant")), int(body.get("start"))
+        except (TypeError, ValueError):
+            raise HTTPException(400, "participant and start must be numbers") from None
+        live = ml.live_session(await run_in_threadpool(session_or_404, session_id))
+        if live is None:
+            raise HTTPException(409, "the session has ended")
+        if not live.acknowledge(participant, start):
+            raise HTTPException(404, f"no flag of participant {participant} starting at second {start}")
+        return {"participant": participant, "start": start, "acknowledged": True}
 
     # students
     @app.post("/api/join")
@@ -635,8 +667,9 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         if live is None:
             return
         if live.gallery is None:
-            def new_tile(n: int):  # called inside gallery.assign, so with gallery.tiles_lock held
-                tile = live.add(ml.store.add_participant(session_id, f"Tile {n}", "tile", joined_at=ml.clock()))
+            def new_tile(n: int, maybe: int | None):  # called inside gallery.assign, so with gallery.tiles_lock held
+                name = f"Tile {n}" if maybe is None else f"Tile {n} (unsure: {live.participants[maybe].info.name}?)"
+                tile = live.add(ml.store.add_participant(session_id, name, "tile", joined_at=ml.clock()))
                 tile.connections += live.gallery.sockets  # connected while the share(s) last
                 return tile
             live.gallery = GalleryTiles(ml.recognizer, new_tile)
@@ -646,7 +679,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
             image = decode_frame(data)
             with gallery.lock:  # one frame at a time through the shared stream and tiles
                 frame = gallery.stream.push(image, t)
-                assigned = gallery.assign(frame.faces, frame.shape)
+                assigned = gallery.assign(frame.faces, image)
             faces = []
             for pid, face in assigned.items():
                 ml.record(live, live.participants[pid].observe(face, t))

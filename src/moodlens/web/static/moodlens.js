@@ -136,19 +136,33 @@ const ML = {
     ctx.fillStyle = "#667085";
     ctx.font = "11px system-ui, sans-serif";
     if (!n) { ctx.fillText("no seconds recorded yet", 8, h / 2 - 6); return; }
-    const t0 = timeline.seconds[0], t1 = Math.max(timeline.seconds[n - 1], t0 + 1);
+    const step = timeline.step || 1;
+    const t0 = timeline.seconds[0], t1 = Math.max(timeline.seconds[n - 1] + step, t0 + 1);
     const X = (s) => pad + (w - pad - 6) * (s - t0) / (t1 - t0);
     const Y = (v) => 6 + (h - 24) * (1 - v);
-    const below = new Array(n).fill(0);
-    classes.forEach((name, c) => {
-      ctx.beginPath();
-      for (let i = 0; i < n; i++) ctx.lineTo(X(timeline.seconds[i]), Y(below[i] + timeline.shares[i][c]));
-      for (let i = n - 1; i >= 0; i--) ctx.lineTo(X(timeline.seconds[i]), Y(below[i]));
-      ctx.closePath();
-      ctx.fillStyle = ML.color(name);
-      ctx.fill();
-      for (let i = 0; i < n; i++) below[i] += timeline.shares[i][c];
-    });
+    // stretches of consecutive points: a second (or bin) without any record is a gap, not a line
+    const runs = [];
+    for (let i = 0; i < n; i++) {
+      if (i && timeline.seconds[i] - timeline.seconds[i - 1] <= step) runs[runs.length - 1].push(i); else runs.push([i]);
+    }
+    for (const run of runs) {
+      const below = new Map(run.map((i) => [i, 0]));
+      classes.forEach((name, c) => {
+        ctx.beginPath();
+        for (const i of run) {
+          ctx.lineTo(X(timeline.seconds[i]), Y(below.get(i) + timeline.shares[i][c]));
+          ctx.lineTo(X(timeline.seconds[i] + step), Y(below.get(i) + timeline.shares[i][c]));
+        }
+        for (const i of [...run].reverse()) {
+          ctx.lineTo(X(timeline.seconds[i] + step), Y(below.get(i)));
+          ctx.lineTo(X(timeline.seconds[i]), Y(below.get(i)));
+        }
+        ctx.closePath();
+        ctx.fillStyle = ML.color(name);
+        ctx.fill();
+        for (const i of run) below.set(i, below.get(i) + timeline.shares[i][c]);
+      });
+    }
     ctx.fillStyle = "#667085";
     ctx.textBaseline = "top";
     ctx.fillText(ML.clock(t0), pad, h - 15);
@@ -166,7 +180,10 @@ const ML = {
     if (!spark.length) return;
     const t0 = span ? span[0] : spark[0][0];
     const t1 = span ? span[1] : spark[spark.length - 1][0] + 1;
-    const step = spark.length > 1 ? Math.max(1, spark[1][0] - spark[0][0]) : 1;
+    // bins are fixed stretches of time; the smallest distance between two is one bin
+    let step = Infinity;
+    for (let i = 1; i < spark.length; i++) step = Math.min(step, spark[i][0] - spark[i - 1][0]);
+    step = Number.isFinite(step) ? Math.max(1, step) : 1;
     const bw = Math.max(1, w * step / Math.max(1, t1 - t0));
     for (const [second, emotion, conf] of spark) {
       const x = w * (second - t0) / Math.max(1, t1 - t0);
@@ -197,28 +214,80 @@ const ML = {
   },
 };
 
-// Sends frames of a <video> (camera or screen capture) over a WebSocket, downscaled to `maxWidth`
-// as JPEG, at most `fps` a second and at most `inflight` unanswered; reports each answer with the
-// measured round trip. The server keeps only the newest frame, so nothing queues up.
-class FrameSender {
-  constructor(video, path, { maxWidth = 640, fps = 10, inflight = 2, quality = 0.7, onReply, onClose } = {}) {
-    Object.assign(this, { video, path, maxWidth, fps, inflight, quality, onReply, onClose });
-    this.canvas = document.createElement("canvas");
-    this.sent = 0; this.answered = 0; this.sentAt = new Map();
-    this.times = []; this.latencies = []; this.running = false;
+// A WebSocket that comes back by itself after a server restart or a network drop: it reconnects
+// with a growing, jittered delay (0.5 s doubling to at most 3 s, so a class of 50 does not knock
+// all at once) until it is stopped or the server closes it for good (`final` codes: ended, not
+// allowed, no such session). `onState(state, detail)` reports "connecting", "open" and
+// "reconnecting" (detail: {delay, attempt, code}); `onClose(event)` only the final close.
+class Reconnecting {
+  static FINAL = [1000, 4000, 4401, 4404];
+
+  constructor(path, { onOpen, onMessage, onState, onClose, binary = false } = {}) {
+    Object.assign(this, { path, onOpen, onMessage, onState, onClose, binary });
+    this.wanted = false; this.attempt = 0; this.timer = null; this.ws = null;
   }
 
-  start() {
-    this.ws = new WebSocket(ML.wsUrl(this.path));
-    this.ws.binaryType = "arraybuffer";
-    this.ws.onmessage = (event) => this.answer(JSON.parse(event.data));
-    this.ws.onclose = (event) => { this.running = false; if (this.onClose) this.onClose(event); };
-    this.ws.onopen = () => { this.running = true; this.loop(); };
+  start() { this.wanted = true; this.attempt = 0; this.open(); }
+
+  stop() {
+    this.wanted = false;
+    clearTimeout(this.timer);
+    if (this.ws) this.ws.close(1000);
   }
+
+  get ready() { return this.ws && this.ws.readyState === WebSocket.OPEN; }
+
+  send(data) { this.ws.send(data); }
+
+  open() {
+    if (this.onState) this.onState(this.attempt ? "reconnecting" : "connecting", { attempt: this.attempt });
+    const ws = this.ws = new WebSocket(ML.wsUrl(this.path));
+    if (this.binary) ws.binaryType = "arraybuffer";
+    ws.onopen = () => { this.attempt = 0; if (this.onState) this.onState("open", {}); if (this.onOpen) this.onOpen(); };
+    ws.onmessage = (event) => { if (this.onMessage) this.onMessage(event); };
+    ws.onclose = (event) => {
+      if (ws !== this.ws) return;
+      if (this.wanted && !Reconnecting.FINAL.includes(event.code)) {
+        const delay = Math.min(3000, 500 * 2 ** this.attempt) * (0.75 + 0.5 * Math.random());
+        this.attempt += 1;
+        if (this.onState) this.onState("reconnecting", { delay, attempt: this.attempt, code: event.code });
+        this.timer = setTimeout(() => { if (this.wanted) this.open(); }, delay);
+        return;
+      }
+      this.wanted = false;
+      if (this.onClose) this.onClose(event);
+    };
+  }
+}
+
+// Sends frames of a <video> (camera or screen capture) over a WebSocket, downscaled to `maxWidth`
+// as JPEG, at most `fps` a second and at most `inflight` unanswered; reports each answer with the
+// measured round trip. The server keeps only the newest frame, so nothing queues up. The socket
+// reconnects by itself (see Reconnecting); frames are numbered afresh on each connection.
+class FrameSender {
+  constructor(video, path, { maxWidth = 640, fps = 10, inflight = 2, quality = 0.7, onReply, onClose, onState } = {}) {
+    Object.assign(this, { video, path, maxWidth, fps, inflight, quality, onReply, onClose, onState });
+    this.canvas = document.createElement("canvas");
+    this.sent = 0; this.answered = 0; this.sentAt = new Map();
+    this.times = []; this.latencies = []; this.running = false; this.generation = 0;
+    this.socket = new Reconnecting(path, {
+      binary: true,
+      onOpen: () => {
+        this.sent = 0; this.answered = 0; this.sentAt.clear();
+        this.running = true;
+        this.loop(++this.generation);
+      },
+      onMessage: (event) => this.answer(JSON.parse(event.data)),
+      onState: (state, detail) => { if (state !== "open") this.running = false; if (this.onState) this.onState(state, detail); },
+      onClose: (event) => { this.running = false; if (this.onClose) this.onClose(event); },
+    });
+  }
+
+  start() { this.socket.start(); }
 
   stop() {
     this.running = false;
-    if (this.ws) this.ws.close();
+    this.socket.stop();
   }
 
   answer(reply) {
@@ -239,12 +308,13 @@ class FrameSender {
     return { fps: span ? (this.times.length - 1) / span : 0, latency: sorted.length ? sorted[Math.floor(sorted.length / 2)] : 0 };
   }
 
-  async loop() {
+  async loop(generation) {
     let last = 0;
-    while (this.running) {
+    const current = () => this.running && generation === this.generation;
+    while (current()) {
       const wait = 1000 / this.fps - (performance.now() - last);
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      if (!this.running) break;
+      if (!current()) break;
       if (this.sent - this.answered >= this.inflight || this.video.readyState < 2 || !this.video.videoWidth) {
         // wait for an answer; forget frames whose answers were dropped by the server after a while
         if (this.sentAt.size && performance.now() - Math.min(...this.sentAt.values()) > 5000) this.answered = this.sent;
@@ -252,7 +322,7 @@ class FrameSender {
         continue;
       }
       last = performance.now();
-      await this.sendOne();
+      await this.sendOne(current);
     }
   }
 
@@ -268,17 +338,18 @@ class FrameSender {
   }
 
   // One message: the frame as JPEG (browser mode's ScoreSender sends scores instead).
-  async sendOne() {
+  // `current()` says whether this loop still owns the connection.
+  async sendOne(current) {
     this.draw();
     const blob = await new Promise((r) => this.canvas.toBlob(r, "image/jpeg", this.quality));
-    if (!blob || !this.running || this.ws.readyState !== WebSocket.OPEN) return;
+    if (!blob || !current() || !this.socket.ready) return;
     this.send(await blob.arrayBuffer());
   }
 
   send(message) {
     this.sent += 1;
     this.sentAt.set(this.sent, performance.now());
-    this.ws.send(message);
+    this.socket.send(message);
   }
 }
 

@@ -4,18 +4,18 @@
 "use strict";
 
 class ScoreSender extends FrameSender {
-  constructor(video, recognizer, path, { maxWidth = 640, fps = 2, onReply, onAnalysed, onClose } = {}) {
-    super(video, path, { maxWidth, fps, onReply, onClose });
+  constructor(video, recognizer, path, { maxWidth = 640, fps = 2, onReply, onAnalysed, onClose, onState } = {}) {
+    super(video, path, { maxWidth, fps, onReply, onClose, onState });
     Object.assign(this, { recognizer, onAnalysed, lastMessage: null });
     this.canvas.getContext("2d", { willReadFrequently: true });  // its pixels are read, never encoded
   }
 
   // Analyse the newest frame here; send the main face's box and probabilities (or null): the
   // only thing that leaves the computer.
-  async sendOne() {
+  async sendOne(current) {
     const ctx = this.draw();
     const result = await this.recognizer.analyze(ctx.getImageData(0, 0, this.canvas.width, this.canvas.height));
-    if (!this.running || this.ws.readyState !== WebSocket.OPEN) return;
+    if (!current() || !this.socket.ready) return;
     if (this.onAnalysed) this.onAnalysed(result);
     const main = result.faces[0];  // the largest face is the student's own
     this.lastMessage = JSON.stringify({ face: main ? { box: main.box, scores: roundScores(main.scores) } : null });
