@@ -86,6 +86,10 @@ def test_class_only_shows_no_student_and_the_class_only_from_five(client, clock)
     csv = client.get(f"/api/sessions/{session['id']}/export?format=csv", headers=AUTH).text
     assert csv.splitlines()[0] == "second,judged," + ",".join(CLASSES)
     assert "S0" not in csv
+    report = client.get(f"/api/sessions/{session['id']}/report", headers=AUTH).json()
+    assert report["privacy"] == "class_only" and report["students"] == [] and report["flags"] == []
+    assert report["students_count"] == 5 and any(report["mood"]["shares"])
+    assert "S0" not in client.get(f"/api/sessions/{session['id']}/report?format=csv", headers=AUTH).text
 
 
 def test_per_student_sessions_show_every_student(client, clock):  # noqa: F811

@@ -39,8 +39,24 @@ def visible(view: dict, session: Session, minimum: int = MIN_CLASS) -> dict:
             "participants": [], "flagged": 0,
             "mood": view["mood"] if enough else {c: 0.0 for c in view["classes"]},
             "judged": view["judged"] if enough else 0,
-            "timeline": {k: [v[i] for i in keep] for k, v in timeline.items()},
+            "timeline": {k: [v[i] for i in keep] if isinstance(v, list) else v for k, v in timeline.items()},
             "hidden": None if enough else f"class figures appear once at least {minimum} students are in"}
+
+
+def visible_report(report: dict, session: Session, minimum: int = MIN_CLASS) -> dict:
+    """A lesson report as the session's privacy mode shows it: a class-only session keeps the
+    class mood (bins with at least ``minimum`` faces) and the number of students, no student."""
+    if session.privacy != CLASS_ONLY:
+        return {**report, "privacy": session.privacy}
+    mood = report["mood"]
+    hide = [faces < minimum for faces in mood["faces"]]
+    return {**report, "privacy": CLASS_ONLY, "minimum": minimum, "students_count": len(report["students"]),
+            "students": [], "flags": [],
+            "mood": {**mood, "shares": [None if h else v for v, h in zip(mood["shares"], hide)],
+                     "shift": [None if h else v for v, h in zip(mood["shift"], hide)],
+                     "faces": [0 if h else v for v, h in zip(mood["faces"], hide)]},
+            "drops": [d for d in report["drops"] if not any(
+                h for second, h in zip(mood["seconds"], hide) if d["start"] <= second <= d["end"])]}
 
 
 def class_export(store: Store, session: Session, format: str, minimum: int = MIN_CLASS) -> str | dict:

@@ -515,7 +515,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
             raise HTTPException(400, "format must be csv or json")
         session = await run_in_threadpool(session_or_404, session_id)
         await run_in_threadpool(ml.recorder.flush)
-        data = await run_in_threadpool(lesson_report, ml.store, session)
+        data = privacy.visible_report(await run_in_threadpool(lesson_report, ml.store, session), session)
         if format == "json":
             return JSONResponse(data)
         return Response(report_csv(data), media_type="text/csv", headers={
