@@ -131,9 +131,9 @@ def test_separate_streams_do_not_share_state(recognizer):
     portrait = cv2.imread(str(MEDIA / "portrait.jpg"))
     angry = cv2.resize(cv2.imread(str(MEDIA / "angry.jpg")), portrait.shape[1::-1])
     a.push(angry, 0.0)
-    a.push(np.zeros_like(portrait), 2.0)  # a's first face is gone and forgotten
-    face_a = a.push(portrait, 2.1).faces[0]
-    face_b = b.push(portrait, 2.1).faces[0]
+    a.push(np.zeros_like(portrait), 3.0)  # a's first face is gone and, after 2 s, forgotten
+    face_a = a.push(portrait, 3.1).faces[0]
+    face_b = b.push(portrait, 3.1).faces[0]
     assert (face_a.track_id, face_b.track_id) == (2, 1)  # a shared tracker would give b id 3
     # b's smoothing starts fresh: its scores are this frame's alone, not mixed with a's history.
     assert face_b.scores != face_a.scores or face_a.track_id != face_b.track_id

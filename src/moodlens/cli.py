@@ -64,7 +64,7 @@ def cmd_export(args) -> int:
 def cmd_image(args) -> int:
     import cv2
 
-    from moodlens.annotate import annotate
+    from moodlens.annotate import annotate, describe
     from moodlens.sources import read_image
 
     recognizer = _recognizer(args)
@@ -85,7 +85,7 @@ def cmd_image(args) -> int:
             target = out_dir / (Path(path).stem + "_moodlens.png")
             cv2.imwrite(str(target), annotate(image, faces))
         if not args.json:
-            summary = ", ".join(f"{f.emotion or f.status} {f.confidence:.0%}" for f in faces) or "no faces"
+            summary = ", ".join(describe(f) for f in faces) or "no faces"
             print(f"{path}: {len(faces)} face(s): {summary}")
     if args.json:
         print(json.dumps(results if len(args.paths) > 1 else (results[0] if results else {}), indent=1))
@@ -93,33 +93,27 @@ def cmd_image(args) -> int:
 
 
 def cmd_video(args) -> int:
-    import cv2
     from tqdm import tqdm
 
     from moodlens.aggregate import Timeline
     from moodlens.annotate import annotate
-    from moodlens.sources import VideoFile
+    from moodlens.sources import VideoFile, VideoSink
 
-    for target in (args.out, args.timeline):
-        if target and not Path(target).resolve().parent.is_dir():
-            raise MoodLensError(f"{target}: its folder does not exist")
+    if args.timeline and not Path(args.timeline).resolve().parent.is_dir():
+        raise MoodLensError(f"{args.timeline}: its folder does not exist")
     recognizer = _recognizer(args)
     source = VideoFile(args.path)
     timeline = Timeline(recognizer.classes)
-    writer = None
-    if args.out:
-        writer = cv2.VideoWriter(args.out, cv2.VideoWriter_fourcc(*"mp4v"), source.fps, (source.width, source.height))
-        if not writer.isOpened():
-            raise MoodLensError(f"{args.out}: cannot write a video there")
+    sink = VideoSink(args.out, source.fps, (source.width, source.height)) if args.out else None
     try:
-        for frame in tqdm(recognizer.stream(source, args.detect_every, keep_image=writer is not None),
+        for frame in tqdm(recognizer.stream(source, args.detect_every, keep_image=sink is not None),
                           total=source.frame_count or None, unit="frame", desc=Path(args.path).name):
             timeline.add(frame)
-            if writer is not None:
-                writer.write(annotate(frame.image, frame.faces))
+            if sink is not None:
+                sink.write(annotate(frame.image, frame.faces))
     finally:
-        if writer is not None:
-            writer.release()
+        if sink is not None:
+            sink.close()
     timeline.flush()
     if args.timeline:
         timeline.write(args.timeline)
@@ -194,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def engine_options(sp):
         sp.add_argument("--model", help="MoodLens ONNX model (default: the shipped one)")
-        sp.add_argument("--detector", help="face detector backend: centerface (default) or haar")
+        sp.add_argument("--detector", help="face detector backend: yunet (default), centerface or haar")
 
     sp = sub.add_parser("train", help="train an emotion CNN (needs the `train` extra: torch)",
                         description=f"Train on DATA, {FER_HINT}. Writes checkpoints, metrics.csv, curves.png, "
@@ -251,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("video", help="annotated video and a per-face, per-second emotion timeline")
     sp.add_argument("path")
-    sp.add_argument("--out", help="annotated video to write (.mp4)")
+    sp.add_argument("--out", help="annotated video to write: .webm (VP8; plays in browsers) or .mp4 (H.264, "
+                    "where this OpenCV can encode it)")
     sp.add_argument("--timeline", help="timeline to write: .csv or .json")
     sp.add_argument("--detect-every", type=int, default=3, help="run the detector every N frames (default: 3)")
     engine_options(sp)

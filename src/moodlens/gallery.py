@@ -87,6 +87,18 @@ def shared_participants(media_dir: str | Path | None = None, context: float = 3.
     return people
 
 
+def fer_participants(images: np.ndarray) -> list[tuple[np.ndarray, Box]]:
+    """FER2013-style crops (N, 48, 48) as ``(image, face_box)`` participants: the face fills the
+    crop, whose side is 1.05 face-box sides (the calibration in docs/crop.md). In a gallery tile
+    such a face fills the tile's height, like a participant close to the camera."""
+    out = []
+    for image in images:
+        side = min(image.shape[:2]) / 1.05
+        margin = int(round((min(image.shape[:2]) - side) / 2))
+        out.append((image, (margin, margin, int(round(side)), int(round(side)))))
+    return out
+
+
 def _as_bgr(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)

@@ -14,7 +14,7 @@ import numpy as np
 
 from moodlens.classify import EmotionModel
 from moodlens.crop import DEFAULT_SCALE, DEFAULT_SHIFT, crop_faces
-from moodlens.detect import Detector, create_detector
+from moodlens.detect import Detector, ScalePlanner, create_detector
 from moodlens.faces import TOO_SMALL, UNCERTAIN, Face, Frame
 from moodlens.preprocess import to_grey
 from moodlens.sources import Camera, VideoFile, open_source, read_image
@@ -52,8 +52,10 @@ class Recognizer:
     def classes(self) -> tuple[str, ...]:
         return self.model.classes
 
-    def detect(self, image: np.ndarray) -> list[Face]:
-        faces = self.detector.detect(image)
+    def detect(self, image: np.ndarray, scale: float | None = None) -> list[Face]:
+        """Faces in ``image``, largest first, at most ``max_faces``; ``scale`` is the detector's
+        input scale (None: the detector chooses it from the frame)."""
+        faces = self.detector.detect(image, scale)
         faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
         return faces[: self.max_faces]
 
@@ -116,14 +118,16 @@ class Recognizer:
 
 
 class FaceStream:
-    """Tracking state of one video: runs the detector every ``detect_every`` frames and moves
-    the last boxes by optical flow in between; every frame is classified and smoothed."""
+    """Tracking state of one video: runs the detector every ``detect_every`` frames, at the
+    scale a :class:`~moodlens.detect.ScalePlanner` picks from where faces were last seen, and
+    moves the last boxes by optical flow in between; every frame is classified and smoothed."""
 
     def __init__(self, recognizer: Recognizer, detect_every: int = 3, smoothing_s: float = 0.5):
         self.recognizer = recognizer
         self.detect_every = max(1, detect_every)
         self.tracker = Tracker(recognizer.classes, smoothing_s=smoothing_s)
         self.flow = FlowShifter()
+        self.planner = ScalePlanner(recognizer.detector)
         self.faces: list[Face] = []
         self.count = 0
 
@@ -135,7 +139,7 @@ class FaceStream:
         t0 = time.perf_counter()
         grey = to_grey(image)
         if self.count % self.detect_every == 0:
-            self.faces = r.detect(image)
+            self.faces = r.detect(image, self.planner.scale(image.shape, self.faces, t))
             self.flow.reset(grey)
             timings["detect"] = (time.perf_counter() - t0) * 1e3
         else:
