@@ -12,7 +12,7 @@ from moodlens.aggregate import Timeline
 from moodlens.annotate import annotate
 from moodlens.crop import crop_faces
 from moodlens.faces import TOO_SMALL, Frame
-from moodlens.gallery import make_gallery, match_boxes, shared_participants
+from moodlens.gallery import SHARED_FACES, make_gallery, match_boxes, shared_participants
 from moodlens.sources import Camera, SourceError, VideoFile, read_image
 from moodlens.track import Tracker
 
@@ -107,6 +107,17 @@ def test_tracker_keeps_ids_and_smooths_scores():
     assert later[0].track_id == 3 and set(tracker.tracks) == {3}  # stale tracks forgotten
 
 
+def test_tracker_keeps_an_id_across_a_gap_near_where_the_face_was():
+    tracker = Tracker(CLASSES)  # defaults: 2 s, one box side
+    assert [f.track_id for f in tracker.update([Face((100, 100, 80, 80)), Face((400, 100, 80, 80))], 0.0)] == [1, 2]
+    # 1.9 s later the first face is back, moved 60 px (IoU 0.14): still #1; the second stayed away
+    assert tracker.update([Face((160, 100, 80, 80))], 1.9)[0].track_id == 1
+    assert tracker.update([Face((400, 100, 80, 80))], 2.05)[0].track_id == 3  # #2 unseen 2.05 s: forgotten
+    # far away (3 box sides) or twice the size is someone else
+    assert tracker.update([Face((400, 340, 80, 80))], 2.1)[0].track_id == 4
+    assert tracker.update([Face((150, 80, 170, 170))], 2.2)[0].track_id == 5
+
+
 def test_stream_over_video_keeps_one_track(tmp_path, recognizer):
     portrait = cv2.resize(cv2.imread(str(MEDIA / "portrait.jpg")), (480, 320))
     frames = [np.roll(portrait, 3 * i, axis=1) for i in range(25)]
@@ -156,3 +167,39 @@ def test_annotate_draws_boxes_in_emotion_colours(recognizer):
     assert out.shape == image.shape and not np.array_equal(out, image)
     x, y, w, h = faces[0].box
     assert np.abs(out[y:y + h, x].astype(int) - image[y:y + h, x]).sum() > 0  # the box's left edge
+
+
+def three_faces_video(path, hidden: dict[int, tuple[float, float]], fps=10, seconds=6.0, speed=4):
+    """Three faces drifting right at ``speed`` px/frame; face k is blanked out during ``hidden[k]``
+    (start, end seconds), and keeps moving while out of sight."""
+    heads = []
+    for name in ("portrait.jpg", "angry.jpg", "crying.jpg"):
+        image = cv2.imread(str(MEDIA / name))
+        (x, y, w, h), = SHARED_FACES[name]
+        m = h // 4
+        crop = image[max(0, y - m):y + h + m, max(0, x - m):x + w + m]
+        heads.append(cv2.resize(crop, (round(150 * crop.shape[1] / crop.shape[0]), 150)))
+    frames = []
+    for i in range(int(seconds * fps)):
+        t, frame = i / fps, np.full((480, 800, 3), 90, np.uint8)
+        for k, head in enumerate(heads):
+            lo, hi = hidden.get(k, (-1, -1))
+            if not lo <= t < hi:
+                x0, y0 = 20 + 260 * k + speed * i // 2, 60 + 200 * (k % 2)
+                frame[y0:y0 + head.shape[0], x0:x0 + head.shape[1]] = head
+        frames.append(frame)
+    return write_video(path, frames, fps)
+
+
+def test_faces_hidden_for_up_to_2_s_keep_their_track_ids(tmp_path, recognizer):
+    # Each face vanishes once, for 0.6-1.8 s, and reappears 20-70 px from where it was last seen.
+    video = three_faces_video(tmp_path / "three.avi", {0: (1.0, 2.5), 1: (3.0, 4.8), 2: (2.0, 2.6)})
+    frames = list(recognizer.stream(video, detect_every=3))
+    assert len(frames) == 60
+    counts = [len(f.faces) for f in frames]
+    assert min(counts) < 3 == max(counts)  # the gaps were real: faces were missing
+    assert {f.track_id for frame in frames for f in frame.faces} == {1, 2, 3}
+    # a face gone for longer than 2 s gets a new id
+    video = three_faces_video(tmp_path / "gone.avi", {1: (1.0, 3.5)})
+    ids = {f.track_id for frame in recognizer.stream(video, detect_every=3) for f in frame.faces}
+    assert ids == {1, 2, 3, 4}

@@ -126,13 +126,18 @@ class FlowShifter:
         pts = np.concatenate([
             np.stack(np.meshgrid(x + grid * w, y + grid * h), -1).reshape(-1, 2) for x, y, w, h in (f.box for f in faces)
         ]).astype(np.float32)
-        new, status, _ = cv2.calcOpticalFlowPyrLK(self.prev, grey, pts.reshape(-1, 1, 2), None,
-                                                  winSize=(15, 15), maxLevel=2)
+        lk = dict(winSize=(15, 15), maxLevel=2)
+        new, status, _ = cv2.calcOpticalFlowPyrLK(self.prev, grey, pts.reshape(-1, 1, 2), None, **lk)
+        # Forward-backward check: a point that does not flow back to where it started sat on
+        # something flat or hidden (a face that just vanished), and would drag the box away.
+        back, status_back, _ = cv2.calcOpticalFlowPyrLK(grey, self.prev, new, None, **lk)
+        round_trip = np.linalg.norm(back.reshape(-1, 2) - pts, axis=1)
+        ok = (status.reshape(-1) == 1) & (status_back.reshape(-1) == 1) & (round_trip < 1.0)
         moved = (new.reshape(-1, 2) - pts).reshape(len(faces), -1, 2)
-        ok = status.reshape(len(faces), -1).astype(bool)
+        ok = ok.reshape(len(faces), -1)
         height, width = grey.shape
         for face, d, good in zip(faces, moved, ok):
-            if good.sum() >= 3:
+            if good.sum() >= good.size // 2:
                 dx, dy = np.median(d[good], axis=0)
                 x, y, w, h = face.box
                 face.box = (int(np.clip(round(x + dx), 0, width - 1)), int(np.clip(round(y + dy), 0, height - 1)), w, h)
