@@ -20,7 +20,7 @@ from moodlens.detect import (
     list_detectors,
 )
 from moodlens.faces import Face
-from moodlens.gallery import SHARED_FACES, fer_participants, make_gallery, match_boxes, shared_participants
+from moodlens.gallery import SHARED_FACES, closeup, fer_participants, make_gallery, match_boxes, shared_participants
 from moodlens.track import iou
 from moodlens.weights import WEIGHTS_DIR
 
@@ -31,8 +31,6 @@ MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 # holding a cup, the woman leaning over, the standing man at the back, the woman at the right.
 GROUP_FACES = [(128, 191, 24, 30), (182, 203, 20, 29), (186, 112, 20, 27), (258, 194, 22, 30),
                (321, 146, 19, 25), (334, 197, 24, 32), (382, 106, 21, 28), (508, 135, 21, 26)]
-
-
 CNN = ["yunet", "centerface"]
 
 
@@ -44,15 +42,6 @@ def detector() -> YuNetDetector:
 @pytest.fixture(scope="module")
 def people() -> list:
     return shared_participants(MEDIA)
-
-
-def closeup(image: np.ndarray, box, size=(640, 480), fill=0.9):
-    """``image`` scaled and shifted so its face ``box`` is ``fill`` of the frame's height, centred."""
-    x, y, w, h = box
-    s = fill * size[1] / h
-    m = np.float32([[s, 0, size[0] / 2 - s * (x + w / 2)], [0, s, size[1] / 2 - s * (y + h / 2)]])
-    frame = cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return frame, (round(size[0] / 2 - s * w / 2), round(size[1] / 2 - s * h / 2), round(s * w), round(s * h))
 
 
 @pytest.fixture(scope="module")

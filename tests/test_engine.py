@@ -9,7 +9,7 @@ import pytest
 from conftest import MEDIA
 from moodlens import Face, Recognizer
 from moodlens.aggregate import Timeline
-from moodlens.annotate import annotate
+from moodlens.annotate import annotate, describe, layout
 from moodlens.crop import crop_faces
 from moodlens.faces import TOO_SMALL, Frame
 from moodlens.gallery import SHARED_FACES, make_gallery, match_boxes, shared_participants
@@ -203,3 +203,41 @@ def test_faces_hidden_for_up_to_2_s_keep_their_track_ids(tmp_path, recognizer):
     video = three_faces_video(tmp_path / "gone.avi", {1: (1.0, 3.5)})
     ids = {f.track_id for frame in recognizer.stream(video, detect_every=3) for f in frame.faces}
     assert ids == {1, 2, 3, 4}
+
+
+def _scores(top: str, p: float) -> dict[str, float]:
+    rest = (1 - p) / (len(CLASSES) - 1)
+    return {c: (p if c == top else rest) for c in CLASSES}
+
+
+@pytest.mark.parametrize("scene", ["group", "gallery", "edges", "tiny"])
+def test_labels_and_score_panels_never_overlap_or_leave_the_frame(recognizer, scene):
+    if scene == "group":
+        image = cv2.imread(str(MEDIA / "group.jpg"))
+        faces = recognizer.analyze(image)
+    elif scene == "gallery":
+        image, _ = make_gallery(shared_participants(MEDIA), 7, 7, (1280, 720))
+        faces = recognizer.analyze(image)
+    else:  # faces against every edge and corner, some large enough for panels, with track ids
+        image = np.zeros((480, 640, 3) if scene == "edges" else (60, 90, 3), np.uint8)
+        h, w = image.shape[:2]
+        boxes = [(0, 0, 100, 120), (w - 100, 0, 100, 120), (0, h - 120, 100, 120), (w - 100, h - 120, 100, 120),
+                 (w // 2 - 60, h // 2 - 60, 120, 120), (w // 2 + 70, h // 2 - 20, 20, 20)]
+        faces = [Face(b, scores=_scores("sad", 0.9), emotion="sad", track_id=i) for i, b in enumerate(boxes)]
+    assert faces
+    placed = layout(faces, image.shape)
+    height, width = image.shape[:2]
+    for k, (_, _, (x, y, w, h), _) in enumerate(placed):
+        assert 0 <= x and 0 <= y and x + w <= width and y + h <= height
+        for _, _, other, _ in placed[k + 1:]:
+            assert not (x < other[0] + other[2] and other[0] < x + w and y < other[1] + other[3] and other[1] < y + h)
+    if scene != "tiny":
+        assert {i for kind, i, _, _ in placed if kind == "label"} == set(range(len(faces)))  # room for every label
+    assert annotate(image, faces).shape == image.shape
+
+
+def test_uncertain_faces_show_their_real_best_guess(capsys):
+    unsure = Face((0, 0, 50, 50), scores=_scores("sad", 0.28), status="uncertain")
+    assert describe(unsure) == "uncertain (sad? 28%)" and describe(unsure, short=True) == "sad? 28%"
+    assert describe(Face((0, 0, 50, 50), scores=_scores("happy", 0.87), emotion="happy")) == "happy 87%"
+    assert describe(Face((0, 0, 5, 5), status=TOO_SMALL)) == "too small"

@@ -176,7 +176,8 @@ def cmd_desktop(args) -> int:
 def cmd_benchmark(args) -> int:
     from moodlens.benchmark import format_benchmark, run_benchmark
 
-    result = run_benchmark(model=args.model, detector=args.detector, repeat=args.repeat, media=args.media)
+    result = run_benchmark(model=args.model, detector=args.detector, repeat=args.repeat, media=args.media,
+                           fer_csv=args.data)
     print(json.dumps(result, indent=1) if args.json else format_benchmark(result))
     return 0
 
@@ -278,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--repeat", type=int, default=30, help="timed runs per figure (default: %(default)s)")
     sp.add_argument("--media", help="folder with the test photos (default: ../shared/media of a source checkout)")
+    sp.add_argument("--data", help="FER2013 CSV for the PublicTest gallery (default: "
+                    "../shared/datasets/fer2013/fer2013.csv.gz; skipped when missing)")
     engine_options(sp)
     sp.set_defaults(func=cmd_benchmark)
     return p

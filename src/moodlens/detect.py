@@ -177,7 +177,7 @@ class YuNetDetector:
     largest_face = 900.0
     STRIDES = (8, 16, 32)
 
-    def __init__(self, score_threshold: float = 0.5, nms_threshold: float = 0.3, min_face: float = 20,
+    def __init__(self, score_threshold: float = 0.55, nms_threshold: float = 0.3, min_face: float = 20,
                  model_path: str | Path | None = None, threads: int | None = None):
         if min_face <= 0:
             raise ValueError("min_face must be > 0")

@@ -99,6 +99,21 @@ def fer_participants(images: np.ndarray) -> list[tuple[np.ndarray, Box]]:
     return out
 
 
+def closeup(image: np.ndarray, face: Box, size: tuple[int, int] = (640, 480),
+            fill: float = 0.9) -> tuple[np.ndarray, Box]:
+    """``image`` scaled and shifted so that its ``face`` box is ``fill`` of the frame's height,
+    centred (someone leaning into the camera); the border is replicated where the image ends.
+
+    Returns:
+        ``(frame, face_box)``: the BGR frame of ``size`` (width, height) and the face's box in it.
+    """
+    x, y, w, h = face
+    s = fill * size[1] / h
+    m = np.float32([[s, 0, size[0] / 2 - s * (x + w / 2)], [0, s, size[1] / 2 - s * (y + h / 2)]])
+    frame = cv2.warpAffine(_as_bgr(image), m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return frame, (round(size[0] / 2 - s * w / 2), round(size[1] / 2 - s * h / 2), round(s * w), round(s * h))
+
+
 def _as_bgr(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
