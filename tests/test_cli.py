@@ -107,6 +107,8 @@ def test_shipped_model_meets_the_publictest_bar(capsys):
     (["export", "{junk}"], "not a training checkpoint"),
     (["train", "{csv}", "--classes", "happy,joy"], "unknown class name 'joy'"),
     (["video", "{video}", "--timeline", "/nonexistent/dir/t.csv"], "its folder does not exist"),
+    (["video", "{video}", "--out", "/nonexistent/dir/out.webm"], "its folder does not exist"),
+    (["video", "{video}", "--out", "out.avi"], "write a .webm (VP8) or .mp4 (H.264) video"),
     (["benchmark", "--media", "/nonexistent"], "pass --media with the shared photos"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, fer_rows, args, message):

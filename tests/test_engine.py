@@ -65,9 +65,8 @@ def test_gallery_of_100_faces_is_handled(recognizer):
     frame, truth = make_gallery(shared_participants(MEDIA), 10, 10, size=(1920, 1080))
     faces = recognizer.analyze(frame)
     found, false_positives, _ = match_boxes([f.box for f in faces], truth)
-    # 10x10 tiles at 1080p leave faces 23-47 px tall, 8-16 px at the detector's 640 px input:
-    # the smallest are missed (65 of 100 found when measured), none are invented.
-    assert found >= 0.6 * len(truth) and false_positives <= 1
+    # 10x10 tiles at 1080p leave faces 34-82 px tall (CenterFace at its 640 px input found 65)
+    assert found >= 0.98 * len(truth) and false_positives <= 1
     assert sum(f.emotion is not None for f in faces) >= 0.5 * len(faces)  # judged, not just boxed
     capped = Recognizer(model=recognizer.model, detector=recognizer.detector, max_faces=30).analyze(frame)
     assert len(capped) == 30 and min(f.box[2] * f.box[3] for f in capped) >= max(

@@ -5,7 +5,7 @@ with ``box``, ``detection_score`` and, when the backend gives them, ``landmarks`
 at a ``scale`` it chooses from the frame's size, or at one the caller passes; video streams pass
 one from :class:`ScalePlanner`, which looks at where faces were last seen.
 
-Backends: ``"yunet"`` (default; a 76k-parameter CNN run with onnxruntime, with 5 landmarks),
+Backends: ``"yunet"`` (default; a 74k-parameter CNN run with onnxruntime, with 5 landmarks),
 ``"centerface"`` (the previous default, a larger CNN) and ``"haar"`` (OpenCV's cascade; no model
 file, frontal faces only). See docs/detector.md for how the default was chosen.
 """
@@ -149,7 +149,7 @@ def _faces(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, score_t
 
 @register_detector("yunet")
 class YuNetDetector:
-    """YuNet-n (Wu, Peng and Yu 2023): an anchor-free face detector of 76k parameters with 5
+    """YuNet-n (Wu, Peng and Yu 2023): an anchor-free face detector of 74k parameters with 5
     landmarks, from libfacedetection.train (Apache-2.0; weights in ``weights/yunet_n.onnx``).
 
     For every cell of three feature maps (strides 8, 16 and 32 of the input) the network gives a
