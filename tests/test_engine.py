@@ -240,3 +240,10 @@ def test_uncertain_faces_show_their_real_best_guess(capsys):
     assert describe(unsure) == "uncertain (sad? 28%)" and describe(unsure, short=True) == "sad? 28%"
     assert describe(Face((0, 0, 50, 50), scores=_scores("happy", 0.87), emotion="happy")) == "happy 87%"
     assert describe(Face((0, 0, 5, 5), status=TOO_SMALL)) == "too small"
+
+
+def test_crops_are_framed_for_the_detector_that_drew_the_box(recognizer):
+    # YuNet's boxes are ~5 % larger than CenterFace's; each carries its calibrated crop scale
+    assert recognizer.crop_scale == 1.0
+    assert Recognizer(recognizer.model, "centerface").crop_scale == 1.05
+    assert Recognizer(recognizer.model, recognizer.detector, crop_scale=1.2).crop_scale == 1.2

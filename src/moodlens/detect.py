@@ -35,10 +35,13 @@ class Detector(Protocol):
         name: the backend's registered name.
         smallest_face: height in pixels, at the network's own resolution, of the smallest face
             found reliably (a planner shrinks frames no further than this allows).
+        crop_scale: side of the FER2013-like square crop as a multiple of this detector's box
+            (each detector draws its boxes with its own margin; scripts/calibrate_crop.py).
     """
 
     name: str
     smallest_face: float
+    crop_scale: float
 
     def frame_scale(self, shape: tuple[int, ...]) -> float:
         """The scale (<= 1) at which a frame of this shape is seen when the caller gives none."""
@@ -175,6 +178,7 @@ class YuNetDetector:
     name = "yunet"
     smallest_face = 16.0
     largest_face = 900.0
+    crop_scale = 1.0  # PublicTest's FER frame is 1.005 YuNet box sides (docs/crop.md)
     STRIDES = (8, 16, 32)
 
     def __init__(self, score_threshold: float = 0.55, nms_threshold: float = 0.3, min_face: float = 20,
@@ -248,6 +252,7 @@ class CenterFaceDetector:
 
     name = "centerface"
     smallest_face = 14.0
+    crop_scale = 1.05  # PublicTest's FER frame is 1.049 CenterFace box sides (docs/crop.md)
 
     def __init__(self, score_threshold: float = 0.5, input_size: int | None = 640, nms_threshold: float = 0.3,
                  model_path: str | Path | None = None, threads: int | None = None):
@@ -290,6 +295,7 @@ class HaarDetector:
     turned and small faces; gives no landmarks."""
 
     name = "haar"
+    crop_scale = 1.05  # not calibrated for Haar: CenterFace's framing
 
     def __init__(self, min_size: int = 24, scale_factor: float = 1.1, min_neighbors: int = 5):
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml" if hasattr(cv2, "data") else None

@@ -32,7 +32,8 @@ class Recognizer:
             instead of guessed.
         uncertain_below: faces whose top probability is below this are marked ``uncertain``.
         max_faces: at most this many faces per frame (largest first) are classified.
-        crop_scale, crop_shift: framing of the face crop (see :mod:`moodlens.crop`).
+        crop_scale, crop_shift: framing of the face crop (see :mod:`moodlens.crop`); the default
+            scale is the detector's own ``crop_scale``, calibrated for its boxes.
         align: rotate crops upright from the eye landmarks. Off by default: FER2013's faces are
             not aligned, and aligned crops of them classified 1 point worse (docs/crop.md).
 
@@ -42,10 +43,12 @@ class Recognizer:
 
     def __init__(self, model: EmotionModel | str | Path | None = None, detector: Detector | str | None = None,
                  min_face: int = 16, uncertain_below: float = 0.3, max_faces: int = 100,
-                 crop_scale: float = DEFAULT_SCALE, crop_shift: float = DEFAULT_SHIFT, align: bool = False):
+                 crop_scale: float | None = None, crop_shift: float = DEFAULT_SHIFT, align: bool = False):
         self.model = model if isinstance(model, EmotionModel) else EmotionModel(model)
         self.detector = detector if detector is not None and not isinstance(detector, str) else create_detector(detector)
         self.min_face, self.uncertain_below, self.max_faces = min_face, uncertain_below, max_faces
+        if crop_scale is None:
+            crop_scale = getattr(self.detector, "crop_scale", DEFAULT_SCALE)
         self.crop_scale, self.crop_shift, self.align = crop_scale, crop_shift, align
 
     @property
