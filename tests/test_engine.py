@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from moodlens.annotate import annotate, describe, layout
 from moodlens.crop import crop_faces
 from moodlens.faces import TOO_SMALL, Frame
 from moodlens.gallery import SHARED_FACES, make_gallery, match_boxes, shared_participants
-from moodlens.sources import Camera, SourceError, VideoFile, read_image
+from moodlens.sources import Camera, SourceError, VideoFile, VideoSink, read_image
 from moodlens.track import Tracker
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -147,6 +149,45 @@ def test_separate_streams_do_not_share_state(recognizer):
     assert (face_a.track_id, face_b.track_id) == (2, 1)  # a shared tracker would give b id 3
     # b's smoothing starts fresh: its scores are this frame's alone, not mixed with a's history.
     assert face_b.scores != face_a.scores or face_a.track_id != face_b.track_id
+
+
+def _chromium_plays(path) -> str:
+    """What headless Chromium makes of a video file: its width once it plays, or the error."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = os.environ.get("MOODLENS_CHROMIUM", "/usr/bin/chromium")
+    if not os.path.exists(chromium):
+        pytest.skip(f"no Chromium at {chromium}")
+    page_file = path.with_suffix(".html")
+    page_file.write_text(f'<video src="{path.name}" muted preload="auto"></video>')
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(page_file.as_uri())
+        result = page.evaluate("""() => new Promise(done => {
+            const v = document.querySelector('video');
+            v.onerror = () => done('error ' + v.error.code);
+            v.play().then(() => setTimeout(() => done(v.currentTime > 0 ? 'plays ' + v.videoWidth : 'stuck'), 600),
+                          e => done(v.error ? 'error ' + v.error.code : 'refused ' + e));
+            setTimeout(() => done('timeout'), 15000);
+        })""")
+        browser.close()
+    return result
+
+
+def test_annotated_video_is_a_file_browsers_play(tmp_path):
+    frame = cv2.resize(cv2.imread(str(MEDIA / "portrait.jpg")), (320, 240))
+    with VideoSink(tmp_path / "out.webm", 10, (320, 240)) as sink:
+        for i in range(20):
+            sink.write(annotate(np.roll(frame, 3 * i, axis=1), [Face((100 + 3 * i, 40, 100, 130))]))
+    assert _chromium_plays(tmp_path / "out.webm") == "plays 320"
+    # what `moodlens video --out x.mp4` wrote before (MPEG-4 Part 2): Chromium refuses it
+    old = cv2.VideoWriter(str(tmp_path / "old.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    for _ in range(20):
+        old.write(frame)
+    old.release()
+    assert _chromium_plays(tmp_path / "old.mp4").startswith("error")
+    with pytest.raises(SourceError, match="write a .webm"):
+        VideoSink(tmp_path / "out.avi", 10, (320, 240))
 
 
 def test_bad_videos_and_cameras(tmp_path):
