@@ -13,6 +13,12 @@ its hard dependency on facenet-pytorch, torch; neither is needed for the Haar pa
     /tmp/fer-venv/bin/pip install tensorflow-cpu "opencv-python-headless<5" pillow requests "setuptools<81"
     /tmp/fer-venv/bin/python scripts/bench_fer.py [--json] [--model tflite|keras|both]
 
+With ``--moodlens`` (needs ``pip install onnxruntime`` in that venv and ``PYTHONPATH=src``) the
+script also times ``Recognizer.analyze_frame`` (MoodLens end to end, detector on every frame) and a
+``FaceStream`` (detector every 3rd frame) on the same frame, *in alternation* with fer's call, so
+that on a busy machine both see the same load; it then prints MoodLens' frames/s as a multiple
+of fer's.
+
 fer >= 25 uses its quantized TFLite model by default (``use_tflite=True``); ``keras`` times the
 original Keras .hdf5 model (``use_tflite=False``). Both ship in the fer wheel; sockets are
 blocked while fer runs so nothing can be downloaded. TensorFlow, TFLite and OpenCV keep their
@@ -56,15 +62,18 @@ def _no_network(*_args, **_kwargs):
     raise RuntimeError("bench_fer: fer tried to open a network connection")
 
 
-def _median_ms(fn, repeat: int, warmup: int) -> float:
+def _median_ms(*fns, repeat: int, warmup: int) -> list[float]:
+    """Median milliseconds of each of ``fns``, called in turn, so they share the machine's load."""
     for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e3)
+        for fn in fns:
+            fn()
+    times = np.zeros((repeat, len(fns)))
+    for i in range(repeat):
+        for j, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            times[i, j] = time.perf_counter() - t0
+    return (np.median(times, axis=0) * 1e3).tolist()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.add_argument("--moodlens", action="store_true",
+                   help="also time MoodLens (still frame and stream) in alternation with fer")
     args = p.parse_args(argv)
 
     if args.frame:
@@ -101,12 +112,21 @@ def main(argv: list[str] | None = None) -> int:
                     "python": platform.python_version()},
         "frame": f"{frame.shape[1]}x{frame.shape[0]}", "repeat": args.repeat, "models": {},
     }
+    ours = []
+    if args.moodlens:
+        from moodlens.recognizer import Recognizer
+
+        recognizer = Recognizer()
+        stream = recognizer.open_stream(3)
+        ours = [lambda: recognizer.analyze_frame(frame),
+                lambda: [stream.push(frame) for _ in range(3)]]  # a whole detect + 2 flow cycle
     for model in (("tflite", "keras") if args.model == "both" else (args.model,)):
         t0 = time.perf_counter()
         detector = FER(mtcnn=False, use_tflite=(model == "tflite"))
         load_s = time.perf_counter() - t0
         faces = detector.detect_emotions(frame)
-        ms = _median_ms(lambda d=detector: d.detect_emotions(frame), args.repeat, args.warmup)
+        ms, *ours_ms = _median_ms(lambda d=detector: d.detect_emotions(frame), *ours, repeat=args.repeat,
+                                  warmup=args.warmup)
         top = None
         if faces:
             biggest = max(faces, key=lambda f: f["box"][2] * f["box"][3])
@@ -115,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                    "box": [int(v) for v in biggest["box"]]}
         result["models"][model] = {"fps": 1e3 / ms, "ms": ms, "faces": len(faces), "top": top,
                                    "load_s": load_s}
+        if ours_ms:
+            result["models"][model]["moodlens_fps"] = 1e3 / ours_ms[0]
+            result["models"][model]["moodlens_stream_fps"] = 3e3 / ours_ms[1]
 
     if args.json:
         print(json.dumps(result))
@@ -126,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             top = f"{r['top']['emotion']} {r['top']['score']:.2f}" if r["top"] else "-"
             print(f"fer Haar + {model} model, one face {result['frame']}: {r['fps']:.1f} frames/s "
                   f"({r['ms']:.1f} ms median of {args.repeat}), {r['faces']} face(s), top emotion {top}")
+            if "moodlens_fps" in r:
+                print(f"  MoodLens in alternation: {r['moodlens_fps']:.1f} frames/s ({r['moodlens_fps'] / r['fps']:.1f}x), "
+                      f"as a stream {r['moodlens_stream_fps']:.1f} ({r['moodlens_stream_fps'] / r['fps']:.1f}x)")
     return 0
 
 

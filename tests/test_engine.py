@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -9,11 +11,11 @@ import pytest
 from conftest import MEDIA
 from moodlens import Face, Recognizer
 from moodlens.aggregate import Timeline
-from moodlens.annotate import annotate
+from moodlens.annotate import annotate, describe, layout
 from moodlens.crop import crop_faces
 from moodlens.faces import TOO_SMALL, Frame
-from moodlens.gallery import make_gallery, match_boxes, shared_participants
-from moodlens.sources import Camera, SourceError, VideoFile, read_image
+from moodlens.gallery import SHARED_FACES, make_gallery, match_boxes, shared_participants
+from moodlens.sources import Camera, SourceError, VideoFile, VideoSink, read_image
 from moodlens.track import Tracker
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -65,9 +67,8 @@ def test_gallery_of_100_faces_is_handled(recognizer):
     frame, truth = make_gallery(shared_participants(MEDIA), 10, 10, size=(1920, 1080))
     faces = recognizer.analyze(frame)
     found, false_positives, _ = match_boxes([f.box for f in faces], truth)
-    # 10x10 tiles at 1080p leave faces 23-47 px tall, 8-16 px at the detector's 640 px input:
-    # the smallest are missed (65 of 100 found when measured), none are invented.
-    assert found >= 0.6 * len(truth) and false_positives <= 1
+    # 10x10 tiles at 1080p leave faces 34-82 px tall (CenterFace at its 640 px input found 65)
+    assert found >= 0.98 * len(truth) and false_positives <= 1
     assert sum(f.emotion is not None for f in faces) >= 0.5 * len(faces)  # judged, not just boxed
     capped = Recognizer(model=recognizer.model, detector=recognizer.detector, max_faces=30).analyze(frame)
     assert len(capped) == 30 and min(f.box[2] * f.box[3] for f in capped) >= max(
@@ -107,6 +108,17 @@ def test_tracker_keeps_ids_and_smooths_scores():
     assert later[0].track_id == 3 and set(tracker.tracks) == {3}  # stale tracks forgotten
 
 
+def test_tracker_keeps_an_id_across_a_gap_near_where_the_face_was():
+    tracker = Tracker(CLASSES)  # defaults: 2 s, one box side
+    assert [f.track_id for f in tracker.update([Face((100, 100, 80, 80)), Face((400, 100, 80, 80))], 0.0)] == [1, 2]
+    # 1.9 s later the first face is back, moved 60 px (IoU 0.14): still #1; the second stayed away
+    assert tracker.update([Face((160, 100, 80, 80))], 1.9)[0].track_id == 1
+    assert tracker.update([Face((400, 100, 80, 80))], 2.05)[0].track_id == 3  # #2 unseen 2.05 s: forgotten
+    # far away (3 box sides) or twice the size is someone else
+    assert tracker.update([Face((400, 340, 80, 80))], 2.1)[0].track_id == 4
+    assert tracker.update([Face((150, 80, 170, 170))], 2.2)[0].track_id == 5
+
+
 def test_stream_over_video_keeps_one_track(tmp_path, recognizer):
     portrait = cv2.resize(cv2.imread(str(MEDIA / "portrait.jpg")), (480, 320))
     frames = [np.roll(portrait, 3 * i, axis=1) for i in range(25)]
@@ -131,12 +143,51 @@ def test_separate_streams_do_not_share_state(recognizer):
     portrait = cv2.imread(str(MEDIA / "portrait.jpg"))
     angry = cv2.resize(cv2.imread(str(MEDIA / "angry.jpg")), portrait.shape[1::-1])
     a.push(angry, 0.0)
-    a.push(np.zeros_like(portrait), 2.0)  # a's first face is gone and forgotten
-    face_a = a.push(portrait, 2.1).faces[0]
-    face_b = b.push(portrait, 2.1).faces[0]
+    a.push(np.zeros_like(portrait), 3.0)  # a's first face is gone and, after 2 s, forgotten
+    face_a = a.push(portrait, 3.1).faces[0]
+    face_b = b.push(portrait, 3.1).faces[0]
     assert (face_a.track_id, face_b.track_id) == (2, 1)  # a shared tracker would give b id 3
     # b's smoothing starts fresh: its scores are this frame's alone, not mixed with a's history.
     assert face_b.scores != face_a.scores or face_a.track_id != face_b.track_id
+
+
+def _chromium_plays(path) -> str:
+    """What headless Chromium makes of a video file: its width once it plays, or the error."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = os.environ.get("MOODLENS_CHROMIUM", "/usr/bin/chromium")
+    if not os.path.exists(chromium):
+        pytest.skip(f"no Chromium at {chromium}")
+    page_file = path.with_suffix(".html")
+    page_file.write_text(f'<video src="{path.name}" muted preload="auto"></video>')
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(page_file.as_uri())
+        result = page.evaluate("""() => new Promise(done => {
+            const v = document.querySelector('video');
+            v.onerror = () => done('error ' + v.error.code);
+            v.play().then(() => setTimeout(() => done(v.currentTime > 0 ? 'plays ' + v.videoWidth : 'stuck'), 600),
+                          e => done(v.error ? 'error ' + v.error.code : 'refused ' + e));
+            setTimeout(() => done('timeout'), 15000);
+        })""")
+        browser.close()
+    return result
+
+
+def test_annotated_video_is_a_file_browsers_play(tmp_path):
+    frame = cv2.resize(cv2.imread(str(MEDIA / "portrait.jpg")), (320, 240))
+    with VideoSink(tmp_path / "out.webm", 10, (320, 240)) as sink:
+        for i in range(20):
+            sink.write(annotate(np.roll(frame, 3 * i, axis=1), [Face((100 + 3 * i, 40, 100, 130))]))
+    assert _chromium_plays(tmp_path / "out.webm") == "plays 320"
+    # what `moodlens video --out x.mp4` wrote before (MPEG-4 Part 2): Chromium refuses it
+    old = cv2.VideoWriter(str(tmp_path / "old.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    for _ in range(20):
+        old.write(frame)
+    old.release()
+    assert _chromium_plays(tmp_path / "old.mp4").startswith("error")
+    with pytest.raises(SourceError, match="write a .webm"):
+        VideoSink(tmp_path / "out.avi", 10, (320, 240))
 
 
 def test_bad_videos_and_cameras(tmp_path):
@@ -156,3 +207,84 @@ def test_annotate_draws_boxes_in_emotion_colours(recognizer):
     assert out.shape == image.shape and not np.array_equal(out, image)
     x, y, w, h = faces[0].box
     assert np.abs(out[y:y + h, x].astype(int) - image[y:y + h, x]).sum() > 0  # the box's left edge
+
+
+def three_faces_video(path, hidden: dict[int, tuple[float, float]], fps=10, seconds=6.0, speed=4):
+    """Three faces drifting right at ``speed`` px/frame; face k is blanked out during ``hidden[k]``
+    (start, end seconds), and keeps moving while out of sight."""
+    heads = []
+    for name in ("portrait.jpg", "angry.jpg", "crying.jpg"):
+        image = cv2.imread(str(MEDIA / name))
+        (x, y, w, h), = SHARED_FACES[name]
+        m = h // 4
+        crop = image[max(0, y - m):y + h + m, max(0, x - m):x + w + m]
+        heads.append(cv2.resize(crop, (round(150 * crop.shape[1] / crop.shape[0]), 150)))
+    frames = []
+    for i in range(int(seconds * fps)):
+        t, frame = i / fps, np.full((480, 800, 3), 90, np.uint8)
+        for k, head in enumerate(heads):
+            lo, hi = hidden.get(k, (-1, -1))
+            if not lo <= t < hi:
+                x0, y0 = 20 + 260 * k + speed * i // 2, 60 + 200 * (k % 2)
+                frame[y0:y0 + head.shape[0], x0:x0 + head.shape[1]] = head
+        frames.append(frame)
+    return write_video(path, frames, fps)
+
+
+def test_faces_hidden_for_up_to_2_s_keep_their_track_ids(tmp_path, recognizer):
+    # Each face vanishes once, for 0.6-1.8 s, and reappears 20-70 px from where it was last seen.
+    video = three_faces_video(tmp_path / "three.avi", {0: (1.0, 2.5), 1: (3.0, 4.8), 2: (2.0, 2.6)})
+    frames = list(recognizer.stream(video, detect_every=3))
+    assert len(frames) == 60
+    counts = [len(f.faces) for f in frames]
+    assert min(counts) < 3 == max(counts)  # the gaps were real: faces were missing
+    assert {f.track_id for frame in frames for f in frame.faces} == {1, 2, 3}
+    # a face gone for longer than 2 s gets a new id
+    video = three_faces_video(tmp_path / "gone.avi", {1: (1.0, 3.5)})
+    ids = {f.track_id for frame in recognizer.stream(video, detect_every=3) for f in frame.faces}
+    assert ids == {1, 2, 3, 4}
+
+
+def _scores(top: str, p: float) -> dict[str, float]:
+    rest = (1 - p) / (len(CLASSES) - 1)
+    return {c: (p if c == top else rest) for c in CLASSES}
+
+
+@pytest.mark.parametrize("scene", ["group", "gallery", "edges", "tiny"])
+def test_labels_and_score_panels_never_overlap_or_leave_the_frame(recognizer, scene):
+    if scene == "group":
+        image = cv2.imread(str(MEDIA / "group.jpg"))
+        faces = recognizer.analyze(image)
+    elif scene == "gallery":
+        image, _ = make_gallery(shared_participants(MEDIA), 7, 7, (1280, 720))
+        faces = recognizer.analyze(image)
+    else:  # faces against every edge and corner, some large enough for panels, with track ids
+        image = np.zeros((480, 640, 3) if scene == "edges" else (60, 90, 3), np.uint8)
+        h, w = image.shape[:2]
+        boxes = [(0, 0, 100, 120), (w - 100, 0, 100, 120), (0, h - 120, 100, 120), (w - 100, h - 120, 100, 120),
+                 (w // 2 - 60, h // 2 - 60, 120, 120), (w // 2 + 70, h // 2 - 20, 20, 20)]
+        faces = [Face(b, scores=_scores("sad", 0.9), emotion="sad", track_id=i) for i, b in enumerate(boxes)]
+    assert faces
+    placed = layout(faces, image.shape)
+    height, width = image.shape[:2]
+    for k, (_, _, (x, y, w, h), _) in enumerate(placed):
+        assert 0 <= x and 0 <= y and x + w <= width and y + h <= height
+        for _, _, other, _ in placed[k + 1:]:
+            assert not (x < other[0] + other[2] and other[0] < x + w and y < other[1] + other[3] and other[1] < y + h)
+    if scene != "tiny":
+        assert {i for kind, i, _, _ in placed if kind == "label"} == set(range(len(faces)))  # room for every label
+    assert annotate(image, faces).shape == image.shape
+
+
+def test_uncertain_faces_show_their_real_best_guess(capsys):
+    unsure = Face((0, 0, 50, 50), scores=_scores("sad", 0.28), status="uncertain")
+    assert describe(unsure) == "uncertain (sad? 28%)" and describe(unsure, short=True) == "sad? 28%"
+    assert describe(Face((0, 0, 50, 50), scores=_scores("happy", 0.87), emotion="happy")) == "happy 87%"
+    assert describe(Face((0, 0, 5, 5), status=TOO_SMALL)) == "too small"
+
+
+def test_crops_are_framed_for_the_detector_that_drew_the_box(recognizer):
+    # YuNet's boxes are ~5 % larger than CenterFace's; each carries its calibrated crop scale
+    assert recognizer.crop_scale == 1.0
+    assert Recognizer(recognizer.model, "centerface").crop_scale == 1.05
+    assert Recognizer(recognizer.model, recognizer.detector, crop_scale=1.2).crop_scale == 1.2

@@ -99,7 +99,7 @@ def cmd_export(args) -> int:
 def cmd_image(args) -> int:
     import cv2
 
-    from moodlens.annotate import annotate
+    from moodlens.annotate import annotate, describe
     from moodlens.sources import read_image
 
     out_dir = _writable_folder(args.out) if args.out else None
@@ -124,7 +124,7 @@ def cmd_image(args) -> int:
                 print(f"moodlens: error: {target}: could not be written", file=sys.stderr)
                 failed += 1
         if not args.json:
-            summary = ", ".join(f"{f.emotion or f.status} {f.confidence:.0%}" for f in faces) or "no faces"
+            summary = ", ".join(describe(f) for f in faces) or "no faces"
             print(f"{path}: {len(faces)} face(s): {summary}")
     if args.json:
         print(json.dumps(results if len(args.paths) > 1 else (results[0] if results else {}), indent=1))
@@ -132,12 +132,11 @@ def cmd_image(args) -> int:
 
 
 def cmd_video(args) -> int:
-    import cv2
     from tqdm import tqdm
 
     from moodlens.aggregate import Timeline
     from moodlens.annotate import annotate
-    from moodlens.sources import VideoFile
+    from moodlens.sources import VideoFile, VideoSink
 
     for target in (args.out, args.timeline):
         if target:
@@ -145,20 +144,16 @@ def cmd_video(args) -> int:
     recognizer = _recognizer(args)
     source = VideoFile(args.path)
     timeline = Timeline(recognizer.classes)
-    writer = None
-    if args.out:
-        writer = cv2.VideoWriter(args.out, cv2.VideoWriter_fourcc(*"mp4v"), source.fps, (source.width, source.height))
-        if not writer.isOpened():
-            raise MoodLensError(f"{args.out}: cannot write a video there")
+    sink = VideoSink(args.out, source.fps, (source.width, source.height)) if args.out else None
     try:
-        for frame in tqdm(recognizer.stream(source, args.detect_every, keep_image=writer is not None),
+        for frame in tqdm(recognizer.stream(source, args.detect_every, keep_image=sink is not None),
                           total=source.frame_count or None, unit="frame", desc=Path(args.path).name):
             timeline.add(frame)
-            if writer is not None:
-                writer.write(annotate(frame.image, frame.faces))
+            if sink is not None:
+                sink.write(annotate(frame.image, frame.faces))
     finally:
-        if writer is not None:
-            writer.release()
+        if sink is not None:
+            sink.close()
     timeline.flush()
     if args.timeline:
         try:
@@ -253,7 +248,8 @@ def cmd_desktop(args) -> int:
 def cmd_benchmark(args) -> int:
     from moodlens.benchmark import format_benchmark, run_benchmark
 
-    result = run_benchmark(model=args.model, detector=args.detector, repeat=args.repeat, media=args.media)
+    result = run_benchmark(model=args.model, detector=args.detector, repeat=args.repeat, media=args.media,
+                           fer_csv=args.data, stat=args.stat)
     print(json.dumps(result, indent=1) if args.json else format_benchmark(result))
     return 0
 
@@ -305,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def engine_options(sp):
         sp.add_argument("--model", help="MoodLens ONNX model (default: the shipped one)")
-        sp.add_argument("--detector", help="face detector backend: centerface (default) or haar")
+        sp.add_argument("--detector", help="face detector backend: yunet (default), centerface or haar")
 
     sp = sub.add_parser("train", help="train an emotion CNN (needs the `train` extra: torch)",
                         description=f"Train on DATA, {FER_HINT}. Writes checkpoints, metrics.csv, curves.png, "
@@ -385,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("video", help="annotated video and a per-face, per-second emotion timeline")
     sp.add_argument("path")
-    sp.add_argument("--out", help="annotated video to write (.mp4)")
+    sp.add_argument("--out", help="annotated video to write: .webm (VP8; plays in browsers) or .mp4 (H.264, "
+                    "where this OpenCV can encode it)")
     sp.add_argument("--timeline", help="timeline to write: .csv or .json")
     sp.add_argument("--detect-every", type=int, default=3, help="run the detector every N frames (default: 3)")
     engine_options(sp)
@@ -434,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--repeat", type=int, default=30, help="timed runs per figure (default: %(default)s)")
     sp.add_argument("--media", default=os.environ.get("MOODLENS_MEDIA"),
                     help="folder with the test photos (default: MOODLENS_MEDIA, else ../shared/media of a source checkout)")
+    sp.add_argument("--data", help="FER2013 CSV for the PublicTest gallery (default: "
+                    "../shared/datasets/fer2013/fer2013.csv.gz; skipped when missing)")
+    sp.add_argument("--stat", choices=("median", "min"), default="median",
+                    help="statistic over the timed runs: median (default) or min, the best run (steadier "
+                    "when other jobs share the CPU)")
     engine_options(sp)
     sp.set_defaults(func=cmd_benchmark)
 

@@ -87,6 +87,33 @@ def shared_participants(media_dir: str | Path | None = None, context: float = 3.
     return people
 
 
+def fer_participants(images: np.ndarray) -> list[tuple[np.ndarray, Box]]:
+    """FER2013-style crops (N, 48, 48) as ``(image, face_box)`` participants: the face fills the
+    crop, whose side is 1.05 face-box sides (the calibration in docs/crop.md). In a gallery tile
+    such a face fills the tile's height, like a participant close to the camera."""
+    out = []
+    for image in images:
+        side = min(image.shape[:2]) / 1.05
+        margin = int(round((min(image.shape[:2]) - side) / 2))
+        out.append((image, (margin, margin, int(round(side)), int(round(side)))))
+    return out
+
+
+def closeup(image: np.ndarray, face: Box, size: tuple[int, int] = (640, 480),
+            fill: float = 0.9) -> tuple[np.ndarray, Box]:
+    """``image`` scaled and shifted so that its ``face`` box is ``fill`` of the frame's height,
+    centred (someone leaning into the camera); the border is replicated where the image ends.
+
+    Returns:
+        ``(frame, face_box)``: the BGR frame of ``size`` (width, height) and the face's box in it.
+    """
+    x, y, w, h = face
+    s = fill * size[1] / h
+    m = np.float32([[s, 0, size[0] / 2 - s * (x + w / 2)], [0, s, size[1] / 2 - s * (y + h / 2)]])
+    frame = cv2.warpAffine(_as_bgr(image), m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return frame, (round(size[0] / 2 - s * w / 2), round(size[1] / 2 - s * h / 2), round(s * w), round(s * h))
+
+
 def _as_bgr(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)

@@ -14,7 +14,7 @@ import numpy as np
 
 from moodlens.classify import EmotionModel
 from moodlens.crop import DEFAULT_SCALE, DEFAULT_SHIFT, crop_faces
-from moodlens.detect import Detector, create_detector
+from moodlens.detect import Detector, ScalePlanner, create_detector
 from moodlens.faces import TOO_SMALL, UNCERTAIN, Face, Frame
 from moodlens.preprocess import to_grey
 from moodlens.sources import Camera, VideoFile, open_source, read_image
@@ -32,7 +32,8 @@ class Recognizer:
             instead of guessed.
         uncertain_below: faces whose top probability is below this are marked ``uncertain``.
         max_faces: at most this many faces per frame (largest first) are classified.
-        crop_scale, crop_shift: framing of the face crop (see :mod:`moodlens.crop`).
+        crop_scale, crop_shift: framing of the face crop (see :mod:`moodlens.crop`); the default
+            scale is the detector's own ``crop_scale``, calibrated for its boxes.
         align: rotate crops upright from the eye landmarks. Off by default: FER2013's faces are
             not aligned, and aligned crops of them classified 1 point worse (docs/crop.md).
 
@@ -42,18 +43,22 @@ class Recognizer:
 
     def __init__(self, model: EmotionModel | str | Path | None = None, detector: Detector | str | None = None,
                  min_face: int = 16, uncertain_below: float = 0.3, max_faces: int = 100,
-                 crop_scale: float = DEFAULT_SCALE, crop_shift: float = DEFAULT_SHIFT, align: bool = False):
+                 crop_scale: float | None = None, crop_shift: float = DEFAULT_SHIFT, align: bool = False):
         self.model = model if isinstance(model, EmotionModel) else EmotionModel(model)
         self.detector = detector if detector is not None and not isinstance(detector, str) else create_detector(detector)
         self.min_face, self.uncertain_below, self.max_faces = min_face, uncertain_below, max_faces
+        if crop_scale is None:
+            crop_scale = getattr(self.detector, "crop_scale", DEFAULT_SCALE)
         self.crop_scale, self.crop_shift, self.align = crop_scale, crop_shift, align
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.model.classes
 
-    def detect(self, image: np.ndarray) -> list[Face]:
-        faces = self.detector.detect(image)
+    def detect(self, image: np.ndarray, scale: float | None = None) -> list[Face]:
+        """Faces in ``image``, largest first, at most ``max_faces``; ``scale`` is the detector's
+        input scale (None: the detector chooses it from the frame)."""
+        faces = self.detector.detect(image, scale)
         faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
         return faces[: self.max_faces]
 
@@ -116,14 +121,16 @@ class Recognizer:
 
 
 class FaceStream:
-    """Tracking state of one video: runs the detector every ``detect_every`` frames and moves
-    the last boxes by optical flow in between; every frame is classified and smoothed."""
+    """Tracking state of one video: runs the detector every ``detect_every`` frames, at the
+    scale a :class:`~moodlens.detect.ScalePlanner` picks from where faces were last seen, and
+    moves the last boxes by optical flow in between; every frame is classified and smoothed."""
 
     def __init__(self, recognizer: Recognizer, detect_every: int = 3, smoothing_s: float = 0.5):
         self.recognizer = recognizer
         self.detect_every = max(1, detect_every)
         self.tracker = Tracker(recognizer.classes, smoothing_s=smoothing_s)
         self.flow = FlowShifter()
+        self.planner = ScalePlanner(recognizer.detector)
         self.faces: list[Face] = []
         self.count = 0
 
@@ -135,7 +142,7 @@ class FaceStream:
         t0 = time.perf_counter()
         grey = to_grey(image)
         if self.count % self.detect_every == 0:
-            self.faces = r.detect(image)
+            self.faces = r.detect(image, self.planner.scale(image.shape, self.faces, t))
             self.flow.reset(grey)
             timings["detect"] = (time.perf_counter() - t0) * 1e3
         else:

@@ -1,4 +1,4 @@
-"""Where frames come from: image files, video files and cameras.
+"""Where frames come from (image files, video files, cameras) and where annotated video goes.
 
 A live camera is read by a background thread that keeps only the newest frame, so a slow
 consumer processes the present instead of falling further and further behind.
@@ -224,6 +224,47 @@ class Camera:
         self._running = False
         self._thread.join(timeout=2.0)
         self.cap.release()
+
+
+class VideoSink:
+    """A video file that browsers play: ``.webm`` (VP8, in every OpenCV wheel) or ``.mp4`` (H.264,
+    only where OpenCV's FFmpeg has an H.264 encoder; the MPEG-4 Part 2 ``mp4v`` that OpenCV writes
+    by default is refused by Chromium). A context manager::
+
+        with VideoSink("out.webm", fps=25, size=(640, 480)) as sink:
+            sink.write(frame)
+    """
+
+    CODECS = {".webm": "VP80", ".mp4": "avc1"}
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int]):
+        self.path = Path(path)
+        codec = self.CODECS.get(self.path.suffix.lower())
+        if codec is None:
+            raise SourceError(f"{self.path}: write a .webm (VP8) or .mp4 (H.264) video")
+        if not self.path.resolve().parent.is_dir():
+            raise SourceError(f"{self.path}: its folder does not exist")
+        self.size = (int(size[0]), int(size[1]))
+        self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), float(fps), self.size)
+        if not self.writer.isOpened():
+            self.writer.release()
+            self.path.unlink(missing_ok=True)
+            hint = "; this OpenCV has no H.264 encoder, write .webm instead" if codec == "avc1" else ""
+            raise SourceError(f"{self.path}: cannot write a video there{hint}")
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape[1::-1] != self.size:
+            frame = cv2.resize(frame, self.size)
+        self.writer.write(frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+
+    def close(self) -> None:
+        self.writer.release()
+
+    def __enter__(self) -> VideoSink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def open_source(source: str | int | Path, stride: int = 1) -> VideoFile | Camera:

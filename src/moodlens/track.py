@@ -54,26 +54,53 @@ class _Track:
 
 
 class Tracker:
-    """Greedy IoU matching of each frame's faces to live tracks.
+    """Greedy matching of each frame's faces to tracks, by overlap and then by distance.
+
+    A face takes the track whose last box overlaps it most (IoU >= ``iou_threshold``). A face
+    left over takes the nearest track not seen in this frame whose last box's centre lies within
+    ``reach`` box sides of its own and whose size is within a factor of 2: so a face hidden,
+    turned away or missed by the detector for up to ``max_age_s`` seconds keeps its id when it
+    comes back near where it was, even if it moved meanwhile. Tracks unseen for ``max_age_s``
+    are forgotten.
 
     Scores are smoothed per track with an exponential moving average whose weight depends on
     the time since the last update (time constant ``smoothing_s``), so the result does not
-    depend on the frame rate. Tracks unseen for ``max_age_s`` are forgotten.
+    depend on the frame rate.
     """
 
-    def __init__(self, classes: tuple[str, ...], iou_threshold: float = 0.3, max_age_s: float = 1.0,
-                 smoothing_s: float = 0.5):
+    def __init__(self, classes: tuple[str, ...], iou_threshold: float = 0.3, max_age_s: float = 2.0,
+                 smoothing_s: float = 0.5, reach: float = 1.0):
         self.classes = classes
         self.iou_threshold, self.max_age_s, self.smoothing_s = iou_threshold, max_age_s, smoothing_s
+        self.reach = reach
         self.tracks: dict[int, _Track] = {}
         self._next_id = 1
 
     def update(self, faces: list[Face], time: float) -> list[Face]:
         """Assign ``track_id`` to each face and replace its ``scores`` by the smoothed ones."""
         self.tracks = {k: t for k, t in self.tracks.items() if time - t.last_seen <= self.max_age_s}
-        ids = list(self.tracks)
-        pairs = match_iou([f.box for f in faces], [self.tracks[k].box for k in ids], self.iou_threshold)
-        assigned = {i: ids[j] for i, j in pairs.items()}
+        assigned: dict[int, int] = {}
+        if faces and self.tracks:
+            ids = list(self.tracks)
+            boxes = np.array([f.box for f in faces], float)
+            old = np.array([self.tracks[k].box for k in ids], float)
+            overlap = iou_matrix(boxes, old)
+            # distance between centres in units of the larger box side; inf where sizes differ > 2x
+            gap = np.linalg.norm((boxes[:, None, :2] + boxes[:, None, 2:] / 2) - (old[None, :, :2] + old[None, :, 2:] / 2),
+                                 axis=2) / np.maximum(boxes[:, None, 2:].max(2), old[None, :, 2:].max(2))
+            ratio = np.sqrt(boxes[:, None, 2] * boxes[:, None, 3] / np.maximum(old[None, :, 2] * old[None, :, 3], 1))
+            gap[(ratio > 2) | (ratio < 0.5)] = np.inf
+            used: set[int] = set()
+            # Greedy: best-overlapping pairs first, then the nearest; each face and track used once.
+            for order, ok in ((np.argsort(-overlap, axis=None), overlap >= self.iou_threshold),
+                              (np.argsort(gap, axis=None), gap <= self.reach)):
+                for flat in order:
+                    i, j = divmod(int(flat), len(ids))
+                    if not ok[i, j]:
+                        break
+                    if i not in assigned and ids[j] not in used:
+                        assigned[i] = ids[j]
+                        used.add(ids[j])
         for i, face in enumerate(faces):
             track = self.tracks.get(assigned.get(i, -1))
             if track is None:
@@ -117,13 +144,18 @@ class FlowShifter:
         pts = np.concatenate([
             np.stack(np.meshgrid(x + grid * w, y + grid * h), -1).reshape(-1, 2) for x, y, w, h in (f.box for f in faces)
         ]).astype(np.float32)
-        new, status, _ = cv2.calcOpticalFlowPyrLK(self.prev, grey, pts.reshape(-1, 1, 2), None,
-                                                  winSize=(15, 15), maxLevel=2)
+        lk = dict(winSize=(15, 15), maxLevel=2)
+        new, status, _ = cv2.calcOpticalFlowPyrLK(self.prev, grey, pts.reshape(-1, 1, 2), None, **lk)
+        # Forward-backward check: a point that does not flow back to where it started sat on
+        # something flat or hidden (a face that just vanished), and would drag the box away.
+        back, status_back, _ = cv2.calcOpticalFlowPyrLK(grey, self.prev, new, None, **lk)
+        round_trip = np.linalg.norm(back.reshape(-1, 2) - pts, axis=1)
+        ok = (status.reshape(-1) == 1) & (status_back.reshape(-1) == 1) & (round_trip < 1.0)
         moved = (new.reshape(-1, 2) - pts).reshape(len(faces), -1, 2)
-        ok = status.reshape(len(faces), -1).astype(bool)
+        ok = ok.reshape(len(faces), -1)
         height, width = grey.shape
         for face, d, good in zip(faces, moved, ok):
-            if good.sum() >= 3:
+            if good.sum() >= good.size // 2:
                 dx, dy = np.median(d[good], axis=0)
                 x, y, w, h = face.box
                 face.box = (int(np.clip(round(x + dx), 0, width - 1)), int(np.clip(round(y + dy), 0, height - 1)), w, h)
