@@ -29,7 +29,7 @@ def test_make_run_installs_only_the_web_extra_and_takes_host_and_port():
 
 def test_make_test_installs_every_extra_and_debian_packages_without_recommends():
     out = dry_run("test")
-    assert '".[train,web,desktop,dev]"' in out and "--no-install-recommends" in out
+    assert '".[train,web,desktop,distributed,dev]"' in out and "--no-install-recommends" in out
     assert "--extra-index-url" not in out  # PyPI's torch unless TORCH_INDEX says otherwise
     assert "--extra-index-url https://example.invalid/cpu" in dry_run("test", "TORCH_INDEX=https://example.invalid/cpu")
 

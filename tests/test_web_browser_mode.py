@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("playwright.sync_api")
 
-from test_web_browser import TOKEN, browser, camera_file, playwright, server, wait_for  # noqa: E402, F401  (fixtures)
+from test_web_browser import TOKEN, browser, camera_file, playwright, served, server, wait_for  # noqa: E402, F401  (fixtures)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import browser_check  # noqa: E402
