@@ -105,8 +105,10 @@ def score_messages(count: int, variants: int = 4, seed: int = 0) -> list[list[st
     return out
 
 
-def start_server(port: int, db: str, token: str) -> subprocess.Popen:
-    code = f"from moodlens.web.server import serve; serve('127.0.0.1', {port}, {db!r})"
+def start_server(port: int, db: str, token: str, participants: int = 200) -> subprocess.Popen:
+    """``participants``: the session's cap (the server's default is 200; a load test may need more)."""
+    code = ("from moodlens.web.server import serve; from moodlens.web.uploads import Limits; "
+            f"serve('127.0.0.1', {port}, {db!r}, limits=Limits(participants={participants}))")
     env = {**os.environ, "MOODLENS_TOKEN": token, "MOODLENS_DATA": str(Path(db).parent)}
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -184,7 +186,7 @@ async def main_async(args) -> int:
         port = free_port()
         workdir = Path(tempfile.mkdtemp(prefix="moodlens-load-"))
         token = secrets.token_urlsafe(16)
-        server = start_server(port, str(workdir / "load.db"), token)
+        server = start_server(port, str(workdir / "load.db"), token, participants=max(200, args.students))
         address = f"127.0.0.1:{port}"
     else:
         parts = urlsplit(args.url)
