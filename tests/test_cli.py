@@ -18,7 +18,7 @@ import pytest
 from conftest import FER_CSV, MEDIA, write_csv
 from moodlens.cli import main
 
-VERBS = ["train", "evaluate", "export", "image", "video", "webcam", "serve", "token", "desktop", "benchmark"]
+VERBS = ["train", "evaluate", "export", "image", "video", "webcam", "serve", "token", "desktop", "benchmark", "batch"]
 
 
 def run(capsys, *args):
@@ -210,6 +210,20 @@ def test_benchmark_json(capsys):
     assert set(result["detector_ms"]) == {"640x480", "1280x720", "1920x1080"}
     assert result["found"]["5x5 1280x720 (20 faces)"]["found"] == 20 and result["found"]["group.jpg"]["found"] == 8
     assert result["detector"] == "yunet" and set(result["centerface_ms"]) == set(result["detector_ms"])  # baseline
+
+
+def test_benchmark_after_an_install_without_photos_times_what_needs_none(capsys, monkeypatch, tmp_path):
+    import moodlens.benchmark
+
+    monkeypatch.delenv("MOODLENS_MEDIA", raising=False)
+    monkeypatch.setattr(moodlens.benchmark, "shared_media_dir", lambda: tmp_path / "no-photos")
+    code, out, _ = run(capsys, "benchmark", "--repeat", "2")
+    assert code == 0 and "classifier:" in out and "need the shared photos" in out
+    code, out, _ = run(capsys, "benchmark", "--repeat", "2", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["photos"] is None and result["found"] == {} and result["end_to_end"] == {}
+    assert set(result["detector_ms"]) == {"640x480", "1280x720", "1920x1080"}
+    assert all(ms > 0 for ms in result["detector_ms"].values())
 
 
 def test_tests_without_the_shared_data_stop_with_one_line(tmp_path):

@@ -88,8 +88,11 @@ def run_benchmark(model: str | None = None, detector: str | None = None, repeat:
     if stat not in ("median", "min"):
         raise MoodLensError(f"unknown statistic {stat!r}; choose median or min")
     timed = functools.partial(_time_ms, repeat=repeat, stat=stat)
-    media = Path(media) if media else shared_media_dir()
     recognizer = Recognizer(model=model, detector=detector)
+    if media is None and not (shared_media_dir() / "portrait.jpg").is_file():
+        # An installed package has no photos (they are never shipped): time what needs none.
+        return _speed_without_photos(recognizer, timed, stat, repeat)
+    media = Path(media) if media else shared_media_dir()
     one_face = webcam_frame(media)  # first: it says clearly when the photos are missing
     people = shared_participants(media)
     galleries = {  # name -> (frame, true boxes)
@@ -104,28 +107,8 @@ def run_benchmark(model: str | None = None, detector: str | None = None, repeat:
         galleries["10x10 1280x720 PublicTest"] = publictest_gallery(fer)
     gallery_720, truth_720 = galleries["5x5 1280x720 (20 faces)"]
     gallery_1080, truth_1080 = galleries["7x7 1920x1080"]
-    rng = np.random.default_rng(0)
-    size = recognizer.model.spec.input_size
-    crops = rng.integers(0, 256, (64, size, size), dtype=np.uint8)
-    big_crops = rng.integers(0, 256, (64, 120, 120, 3), dtype=np.uint8)
 
-    m = recognizer.model
-    batch_ms = timed(lambda: m.predict(crops))
-    result: dict = {
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "load_average": list(os.getloadavg())},
-        "statistic": stat,
-        "detector": recognizer.detector.name,
-        "classifier": {
-            "crops_per_s_batch64": 64e3 / batch_ms,
-            "crops_per_s_batch64_from_120px_bgr": 64e3 / timed(lambda: m.predict(big_crops)),
-            "ms_one_crop": _time_ms(lambda: m.predict(crops[:1]), repeat=repeat * 3, stat=stat),
-        },
-        "detector_ms": {},
-        "centerface_ms": {},
-        "found": {},
-        "end_to_end": {},
-    }
+    result = _classifier_speed(recognizer, timed, stat, repeat)
     sizes = {"640x480": one_face, "1280x720": gallery_720, "1920x1080": gallery_1080}
     # CenterFace (the previous default) is the baseline, timed in alternation with the detector
     baseline = create_detector("centerface") if recognizer.detector.name != "centerface" else None
@@ -168,6 +151,42 @@ def run_benchmark(model: str | None = None, detector: str | None = None, repeat:
     return result
 
 
+def _classifier_speed(recognizer: Recognizer, timed, stat: str, repeat: int) -> dict:
+    """The result's frame: machine facts and the classifier's speed on random crops."""
+    rng = np.random.default_rng(0)
+    size = recognizer.model.spec.input_size
+    crops = rng.integers(0, 256, (64, size, size), dtype=np.uint8)
+    big_crops = rng.integers(0, 256, (64, 120, 120, 3), dtype=np.uint8)
+    m = recognizer.model
+    return {
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                    "python": platform.python_version(), "load_average": list(os.getloadavg())},
+        "statistic": stat,
+        "detector": recognizer.detector.name,
+        "classifier": {
+            "crops_per_s_batch64": 64e3 / timed(lambda: m.predict(crops)),
+            "crops_per_s_batch64_from_120px_bgr": 64e3 / timed(lambda: m.predict(big_crops)),
+            "ms_one_crop": _time_ms(lambda: m.predict(crops[:1]), repeat=repeat * 3, stat=stat),
+        },
+        "detector_ms": {},
+        "centerface_ms": {},
+        "found": {},
+        "end_to_end": {},
+    }
+
+
+def _speed_without_photos(recognizer: Recognizer, timed, stat: str, repeat: int) -> dict:
+    """Classifier and detector speed on random frames: a detector's time depends on the frame's
+    size, not on what it shows. Faces found and end-to-end figures need the photos."""
+    result = _classifier_speed(recognizer, timed, stat, repeat)
+    rng = np.random.default_rng(1)
+    for w, h in ((640, 480), (1280, 720), (1920, 1080)):
+        frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        result["detector_ms"][f"{w}x{h}"] = timed(lambda f=frame: recognizer.detect(f))
+    result["photos"] = None
+    return result
+
+
 def format_benchmark(r: dict) -> str:
     c, d, e = r["classifier"], r["detector_ms"], r["end_to_end"]
     m = r["machine"]
@@ -181,6 +200,10 @@ def format_benchmark(r: dict) -> str:
     if r["centerface_ms"]:
         lines.append("  centerface in alternation: " + ", ".join(
             f"{k} {v:.1f} ms ({v / d[k]:.1f}x the time)" for k, v in r["centerface_ms"].items()))
+    if "photos" in r:
+        lines.append("detector timed on random frames; faces found and end-to-end speed need the shared photos "
+                     "(moodlens benchmark --media DIR, or MOODLENS_MEDIA)")
+        return "\n".join(lines)
     lines += [
         "faces found: " + "; ".join(f"{k} {v['found']}/{v['faces']} (fp {v['false_positives']})"
                                     for k, v in r["found"].items()),
