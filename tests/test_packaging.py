@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def dry_run(*args: str) -> str:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    # a venv that does not exist, so every install step is shown
-    return subprocess.run(["make", "--dry-run", "VENV=/nonexistent/venv", *args], cwd=ROOT, capture_output=True,
-                          text=True, check=True).stdout
+    # a venv that does not exist, so every install step is shown; no "Entering directory" lines
+    # when the tests themselves run under `make test`
+    return subprocess.run(["make", "--dry-run", "--no-print-directory", "VENV=/nonexistent/venv", *args], cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout
 
 
 def test_make_run_installs_only_the_web_extra_and_takes_host_and_port():
