@@ -292,16 +292,22 @@ def test_upload_page_analyses_a_photo(browser, server, screenshots):
     assert np.abs(shot.astype(int) - original).max(axis=2).__gt__(60).mean() > 0.005, "no boxes drawn"
 
 
-def test_teacher_shares_a_meeting_gallery(screen_browser, server, screenshots):
-    """A tab shows a 3x3 meeting gallery; the teacher shares it and each face becomes a tile."""
-    frame, truth = make_gallery(shared_participants(MEDIA), 3, 3, (1280, 720))
+def show_meeting(teacher, frame: np.ndarray) -> None:
+    """Open a tab titled "Meeting gallery" showing ``frame`` (the tab the teacher will share),
+    then bring the teacher's page back to the front."""
     picture = base64.b64encode(cv2.imencode(".png", frame)[1].tobytes()).decode()
-    teacher = teacher_page(screen_browser, server)
     call = teacher.context.new_page()
     call.goto("about:blank")  # not a page of the server: its CSP would block the data: image
     call.set_content("<title>Meeting gallery</title><body style='margin:0;background:#202124'>"
                      f"<img src='data:image/png;base64,{picture}' style='display:block'></body>")
     teacher.bring_to_front()
+
+
+def test_teacher_shares_a_meeting_gallery(screen_browser, server, screenshots):
+    """A tab shows a 3x3 meeting gallery; the teacher shares it and each face becomes a tile."""
+    frame, truth = make_gallery(shared_participants(MEDIA), 3, 3, (1280, 720))
+    teacher = teacher_page(screen_browser, server)
+    show_meeting(teacher, frame)
     teacher.goto(f"{server}/sessions")
     teacher.fill("#title", "Gallery class")
     teacher.click("#open")
@@ -543,13 +549,8 @@ def test_a_shared_gallery_comes_back_on_its_own_after_a_server_restart(screen_br
     recognizer = default_recognizer()
     url, srv, thread, _ = start_server(db, port, recognizer)
     frame, _ = make_gallery(shared_participants(MEDIA), 2, 2, (960, 540))
-    picture = base64.b64encode(cv2.imencode(".png", frame)[1].tobytes()).decode()
     teacher = teacher_page(screen_browser, url)
-    call = teacher.context.new_page()
-    call.goto("about:blank")  # not a page of the server: its CSP would block the data: image
-    call.set_content("<title>Meeting gallery</title><body style='margin:0;background:#202124'>"
-                     f"<img src='data:image/png;base64,{picture}' style='display:block'></body>")
-    teacher.bring_to_front()
+    show_meeting(teacher, frame)
     open_session(teacher, url, "Gallery restart")
     teacher.click("#share")
     try:
