@@ -185,6 +185,10 @@ def test_live_page_draws_box_and_label(browser, server, screenshots):
     label = page.inner_text("#faces li .label")
     assert any(label.startswith(word) for word in LABEL_WORDS), label
     assert float(page.inner_text("#fps")) > 0 and float(page.inner_text("#latency")) > 0
+    # Hold the faces still: an answer arriving between reading them and the screenshot would move
+    # the drawn box (seen on a busy machine). Two animation frames later the canvas shows them.
+    page.evaluate("overlay.update = () => {}")
+    page.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
     face = json.loads(page.evaluate("JSON.stringify(overlay.faces[0])"))
     color = page.evaluate("(e) => ML.color(e)", face["emotion"])
     canvas = page.locator("#view")
