@@ -230,7 +230,7 @@ def train(cfg: TrainConfig) -> dict:
     weights = class_weights(train_set.labels, len(spec.classes), cfg.class_weights)
     weights = None if weights is None else weights.to(device)
     # The weights that are evaluated, checkpointed and exported: an exponential moving average of
-    # the trained ones when --ema is set (smoother, usually a point better than the last step).
+    # the trained ones when --ema is set, which smooths out the noise of the last steps.
     averaged = copy.deepcopy(model) if cfg.ema > 0 else model
 
     start_epoch, best_acc, history = 1, -1.0, []
