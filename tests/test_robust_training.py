@@ -102,6 +102,55 @@ def test_degraded_blended_ema_training_beats_chance(tmp_path):
     assert any(not torch.equal(state["trained"][k], state["model"][k]) for k in state["model"])
 
 
+def test_distilled_student_learns_from_a_teacher_checkpoint_and_its_saved_probabilities(tmp_path):
+    from moodlens.train import TrainConfig, train
+
+    common = dict(data=str(FER_CSV), classes="happy,surprise", limit=400, batch_size=50, lr=3e-3, seed=1)
+    train(TrainConfig(out=str(tmp_path / "teacher"), model="moodnet_xs", epochs=8, patience=8, **common))
+    report = train(TrainConfig(out=str(tmp_path / "student"), model="moodnet_xs", epochs=8, patience=8,
+                               teacher=[str(tmp_path / "teacher" / "best.pt")], teacher_weight=0.7, **common))
+    assert np.mean([s["recall"] for s in report["per_class"].values()]) > 0.6, report["per_class"]
+    probs = np.load(tmp_path / "student" / "teacher_probs.npy")
+    assert probs.shape == (400, 2)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    # A trained teacher is better than chance on its own training faces.
+    train_set = load_fer2013(FER_CSV, "Training", "happy,surprise")
+    subset = np.sort(np.random.default_rng(1).permutation(len(train_set))[:400])
+    assert (probs.argmax(1) == train_set.labels[subset]).mean() > 0.6
+
+
+def test_distillation_targets_blend_the_teachers_into_the_labels(tmp_path):
+    from moodlens.train import TrainConfig, distillation_targets
+
+    faces = load_fer2013(FER_CSV, "PublicTest", "happy,surprise")
+    probs = np.random.default_rng(0).dirichlet([1, 1], len(faces)).astype(np.float32)
+    np.save(tmp_path / "a.npy", probs)
+    np.save(tmp_path / "b.npy", probs[:, ::-1].copy())
+    cfg = TrainConfig(data="", teacher=[str(tmp_path / "a.npy")], teacher_weight=0.7)
+    targets = distillation_targets(cfg, faces, tmp_path, torch.device("cpu"), False).numpy()
+    np.testing.assert_allclose(targets, 0.7 * probs + 0.3 * np.eye(2)[faces.labels], atol=1e-6)
+    cfg.teacher = [str(tmp_path / "a.npy"), str(tmp_path / "b.npy")]  # two teachers are averaged
+    np.testing.assert_allclose(distillation_targets(cfg, faces, tmp_path, torch.device("cpu"), False).numpy(),
+                               0.7 * 0.5 + 0.3 * np.eye(2)[faces.labels], atol=1e-6)
+    np.save(tmp_path / "short.npy", probs[:10])
+    cfg.teacher = [str(tmp_path / "short.npy")]
+    with pytest.raises(MoodLensError, match="this run trains on"):
+        distillation_targets(cfg, faces, tmp_path, torch.device("cpu"), False)
+
+
+@pytest.mark.parametrize("teacher, message", [
+    ("{missing}", "no such checkpoint"),
+    ("{junk}", "not a training checkpoint"),
+])
+def test_wrong_teacher_files_give_one_line_errors(capsys, tmp_path, teacher, message):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    teacher = teacher.format(missing=tmp_path / "nope.pt", junk=tmp_path / "junk.pt")
+    code = main(["train", str(FER_CSV), "--out", str(tmp_path / "run"), "--limit", "50", "--epochs", "1",
+                 "--teacher", teacher])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
 def test_evaluate_reports_crowd_agreement_and_corruptions(capsys, tmp_path, fer_rows):
     csv_path = write_csv(tmp_path / "fer.csv", fer_rows)
     # FER+ votes for the same rows: the first 300 Training and PublicTest rows of the vote file.

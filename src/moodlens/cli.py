@@ -59,7 +59,8 @@ def cmd_train(args) -> int:
         raise MoodLensError("--pretrained needs --backbone: the architecture of the weights in the file")
     cfg = TrainConfig(data=args.data, out=args.out, model=args.backbone or args.arch, classes=args.classes,
                       ferplus=args.ferplus, ferplus_classes=args.ferplus_8, ferplus_weight=args.ferplus_weight,
-                      degrade=args.degrade, ema=args.ema, pretrained=args.pretrained, freeze_epochs=args.freeze_epochs,
+                      degrade=args.degrade, ema=args.ema, teacher=args.teacher,
+                      teacher_weight=args.teacher_weight, pretrained=args.pretrained, freeze_epochs=args.freeze_epochs,
                       finetune_lr=args.finetune_lr,
                       train_split=args.train_split, val_split=args.val_split, epochs=args.epochs,
                       batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
@@ -330,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ema", type=float, default=0.0,
                     help="keep an exponential moving average of the weights with this decay, e.g. 0.999, and "
                     "evaluate/export it (default: off)")
+    sp.add_argument("--teacher", nargs="+", metavar="FILE",
+                    help="distil from teachers: training checkpoints (.pt) of stronger models, averaged, or the "
+                    "teacher_probs.npy an earlier run saved for the same training faces")
+    sp.add_argument("--teacher-weight", type=float, default=0.7,
+                    help="with --teacher: share of each target taken from the teachers' probabilities "
+                    "(default: %(default)s)")
     sp.add_argument("--train-split", default="Training", help="Usage value or sub-folder to train on")
     sp.add_argument("--val-split", default="PublicTest", help="Usage value or sub-folder for validation/early stop")
     sp.add_argument("--epochs", type=int, default=60)

@@ -10,6 +10,7 @@ fixed severity matches a real webcam or meeting-gallery face is in docs/robustne
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -85,10 +86,19 @@ def corrupt(faces: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
     return np.stack([fn(f, rng) for f in faces]) if len(faces) else faces.copy()
 
 
-def random_degrade(faces: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
+def random_degrade(faces: np.ndarray, rng: np.random.Generator, p: float = 0.5, workers: int = 1) -> np.ndarray:
     """Training augmentation: each face, with probability ``p``, gets one or two degradations at
     a random severity that reaches past the benchmark's (so the fixed severities are inside the
-    training range, not at its edge). Rotation is left to the geometric augmentation."""
+    training range, not at its edge). Rotation is left to the geometric augmentation.
+
+    With ``workers`` > 1 the faces are split into that many parts degraded in threads (OpenCV
+    releases the GIL), each part with its own generator spawned from ``rng``: on a GPU this
+    per-face work, not the network, limits the speed of training."""
+    if workers > 1 and len(faces) >= 2 * workers:
+        parts = np.array_split(np.arange(len(faces)), workers)
+        with ThreadPoolExecutor(workers) as pool:
+            done = pool.map(lambda part, r: random_degrade(faces[part], r, p), parts, rng.spawn(workers))
+            return np.concatenate(list(done))
     out = faces.copy()
     for i in np.flatnonzero(rng.random(len(faces)) < p):
         f = out[i]

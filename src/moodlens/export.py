@@ -11,11 +11,9 @@ import torch
 from torch import nn
 
 from moodlens.classify import EmotionModel
-from moodlens.errors import MoodLensError
 from moodlens.metrics import classification_report
-from moodlens.models import create_model
 from moodlens.preprocess import PreprocessSpec, preprocess
-from moodlens.train import TrainConfig, load_splits
+from moodlens.train import load_checkpoint, load_splits
 
 SPEC_KEY = "moodlens.spec"
 
@@ -39,22 +37,6 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     temperatures = torch.exp(torch.linspace(np.log(0.25), np.log(8.0), 400))
     nll = torch.stack([nn.functional.cross_entropy(logits / t, labels) for t in temperatures])
     return float(temperatures[nll.argmin()])
-
-
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, PreprocessSpec, TrainConfig]:
-    path = Path(path)
-    if not path.is_file():
-        raise MoodLensError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        state["model"], state["config"], state["spec"]
-    except Exception as e:  # torch.load raises many types (pickle, zip, runtime) for foreign files
-        raise MoodLensError(f"{path}: not a training checkpoint ({type(e).__name__})") from None
-    cfg = TrainConfig.from_dict(state["config"])
-    spec = PreprocessSpec.from_json(state["spec"])
-    model = create_model(cfg.model, num_classes=len(spec.classes))
-    model.load_state_dict(state["model"])
-    return model.eval(), spec, cfg
 
 
 def export(checkpoint: str | Path, out: str | Path, data: str | None = None, calibrate: bool = True,

@@ -46,6 +46,8 @@ class TrainConfig:
     ferplus_weight: float = 1.0
     degrade: float = 0.0
     ema: float = 0.0
+    teacher: list[str] | None = None
+    teacher_weight: float = 0.7
     pretrained: str | None = None
     freeze_epochs: int = 3
     finetune_lr: float = 0.1
@@ -209,6 +211,8 @@ def train(cfg: TrainConfig) -> dict:
     spec = PreprocessSpec(classes=train_set.classes)
     x_val = torch.from_numpy(preprocess(val_set.images, spec))
     y_train = torch.from_numpy(train_set.soft if train_set.soft is not None else train_set.labels)
+    if cfg.teacher:
+        y_train = distillation_targets(cfg, train_set, out, device, bf16)
     y_val = val_set.labels
     # Agreement with people (FER+ crowd majority) is followed each epoch when blending votes.
     crowd = None
@@ -259,12 +263,13 @@ def train(cfg: TrainConfig) -> dict:
         order = torch.randperm(len(train_set), generator=gen)
         seen, loss_sum, correct = 0, 0.0, 0
         started = time.time()
+        # The whole epoch is degraded at once, in parallel, rather than batch by batch.
+        epoch_faces = train_set.images[order.numpy()]
+        if cfg.degrade > 0:
+            epoch_faces = random_degrade(epoch_faces, rng, cfg.degrade, workers=torch.get_num_threads())
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
-            faces = train_set.images[idx.numpy()]
-            if cfg.degrade > 0:
-                faces = random_degrade(faces, rng, cfg.degrade)
-            x = torch.from_numpy(preprocess(faces, spec)).to(device)
+            x = torch.from_numpy(preprocess(epoch_faces[i:i + cfg.batch_size], spec)).to(device)
             x = augment(x, gen).contiguous(memory_format=torch.channels_last)
             y = y_train[idx].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -325,6 +330,63 @@ def train(cfg: TrainConfig) -> dict:
                    f"{cfg.val_split}: accuracy {report['accuracy']:.3f} (epoch {best['epoch']})")
     print(format_report(report))
     return report
+
+
+def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, PreprocessSpec, TrainConfig]:
+    """The averaged (evaluated) model of a training checkpoint, with its spec and config."""
+    path = Path(path)
+    if not path.is_file():
+        raise MoodLensError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        state["model"], state["config"], state["spec"]
+    except Exception as e:  # torch.load raises many types (pickle, zip, runtime) for foreign files
+        raise MoodLensError(f"{path}: not a training checkpoint ({type(e).__name__})") from None
+    cfg = TrainConfig.from_dict(state["config"])
+    spec = PreprocessSpec.from_json(state["spec"])
+    model = create_model(cfg.model, num_classes=len(spec.classes))
+    model.load_state_dict(state["model"])
+    return model.eval(), spec, cfg
+
+
+def teacher_probs(paths: list[str], images: np.ndarray, classes: tuple[str, ...], device: torch.device,
+                  bf16: bool) -> np.ndarray:
+    """Class probabilities of the teachers for ``images``, averaged over the teachers: a ``.pt``
+    checkpoint is run on each face and its mirror image; a ``.npy`` file holds probabilities an
+    earlier run saved (``teacher_probs.npy``) for the same training faces."""
+    total = np.zeros((len(images), len(classes)), np.float64)
+    for path in paths:
+        if path.endswith(".npy"):
+            try:
+                probs = np.load(path)
+            except (OSError, ValueError) as e:
+                raise MoodLensError(f"{path}: cannot read teacher probabilities ({e})") from None
+        else:
+            model, spec, _ = load_checkpoint(path)
+            if spec.classes != classes:
+                raise MoodLensError(f"{path}: the teacher knows {','.join(spec.classes)}, the run trains "
+                                    f"{','.join(classes)}")
+            model = model.to(device).to(memory_format=torch.channels_last)
+            x = torch.from_numpy(preprocess(images, spec))
+            logits = [predict_logits(model, x, device, bf16), predict_logits(model, x.flip(3), device, bf16)]
+            probs = torch.stack(logits).softmax(2).mean(0).numpy()
+        if probs.shape != total.shape:
+            raise MoodLensError(f"{path}: probabilities of shape {probs.shape}, but this run trains on "
+                                f"{len(images)} faces of {len(classes)} classes")
+        total += probs
+    return (total / len(paths)).astype(np.float32)
+
+
+def distillation_targets(cfg: TrainConfig, train_set: FaceSet, out: Path, device: torch.device,
+                         bf16: bool) -> torch.Tensor:
+    """Blend the teachers' probabilities into the targets (``teacher_weight`` of each target);
+    the averaged probabilities are saved as ``teacher_probs.npy`` so a later run can reuse them."""
+    probs = teacher_probs(cfg.teacher, train_set.images, train_set.classes, device, bf16)
+    np.save(out / "teacher_probs.npy", probs)
+    base = train_set.soft if train_set.soft is not None else np.eye(len(train_set.classes))[train_set.labels]
+    agree = (probs.argmax(1) == train_set.labels).mean()
+    print(f"teachers agree with {agree:.1%} of the training labels; targets are {cfg.teacher_weight:.0%} teacher")
+    return torch.from_numpy((cfg.teacher_weight * probs + (1 - cfg.teacher_weight) * base).astype(np.float32))
 
 
 @torch.no_grad()
