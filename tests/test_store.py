@@ -185,6 +185,20 @@ def test_upgrade_keeps_every_stored_session(db_url):
     upgraded.close()
 
 
+def test_migration_3_remembers_acknowledged_flags_until_the_session_is_deleted(db_url):
+    old = Store(db_url, MIGRATIONS[:2])  # a database as MoodLens left it before migration 3
+    session = old.create_session("Class", FER2013_CLASSES)
+    ana = old.add_participant(session.id, "Ana", "student")
+    old.close()
+    s = Store(db_url)
+    assert s.version == 3 and s.acknowledged(session.id) == {}
+    s.acknowledge(session.id, ana.id, 12, at=100.0)
+    s.acknowledge(session.id, ana.id, 12, at=200.0)  # a second click changes nothing
+    s.acknowledge(session.id, ana.id, 40, at=300.0)
+    assert s.acknowledged(session.id) == {ana.id: {12: 100.0, 40: 300.0}}
+    assert s.delete_session(session.id) and s.acknowledged(session.id) == {}
+
+
 def test_migration_2_gives_existing_sessions_the_per_student_privacy_they_had(db_url):
     old = Store(db_url, MIGRATIONS[:1])  # a database as MoodLens left it before migration 2
     with old.engine.begin() as conn:

@@ -534,7 +534,22 @@ def test_a_class_session_from_join_to_review(client, clock, recognizer):
     assert info.value.code == 4000
 
 
-def test_no_face_for_a_while_is_flagged_and_the_teacher_can_acknowledge_it(client, clock):
+def test_no_face_for_a_while_is_flagged_and_acknowledged_and_a_restart_keeps_both(db, recognizer, clock):
+    with TestClient(create_app(db, recognizer, TOKEN, clock=clock)) as client:
+        session, token = seen_flag(client, clock)
+    with TestClient(create_app(db, recognizer, TOKEN, clock=clock)) as client:  # the server restarted
+        with client.websocket_connect(f"/ws/student?token={token}") as ws:  # the student's page reconnects
+            send_frames(ws, clock, [blank_jpeg()] * 4)
+            [flag] = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()["participants"][0]["flags"]
+        # the same flag, still seen: the live view was rebuilt from the stored seconds
+        assert flag["reason"] == "no_face" and flag["start"] in (1, 2) and flag["acknowledged"]
+        client.post(f"/api/sessions/{session['id']}/end", headers=AUTH)
+        [flag] = client.get(f"/api/sessions/{session['id']}/report", headers=AUTH).json()["flags"]
+        assert flag["reason"] == "no_face" and flag["seen"]
+
+
+def seen_flag(client, clock) -> tuple[dict, str]:
+    """A session whose one student showed an empty room for 13 s; the teacher saw the flag."""
     session = new_session(client)
     token = join(client, session["code"], "Away")
     with client.websocket_connect(f"/ws/student?token={token}") as ws:
@@ -553,6 +568,7 @@ def test_no_face_for_a_while_is_flagged_and_the_teacher_can_acknowledge_it(clien
                            headers=AUTH).status_code == 200
         snap = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()
         assert snap["participants"][0]["flags"][0]["acknowledged"] and snap["flagged"] == 0
+    return session, token
 
 
 def test_a_student_who_left_is_left_with_the_time_and_never_flagged(client, clock):
@@ -587,7 +603,7 @@ def test_the_lesson_report_and_exports_carry_wall_clock_times_and_the_title(clie
     assert ana["flags"][0]["from"] > ana["joined"]
     assert report["flags"][0]["name"] == "Ana" and len(report["mood"]["seconds"]) == len(report["mood"]["shares"])
     review = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()
-    assert review["participants"][0]["flags"] == [{k: v for k, v in f.items() if k not in ("from", "to")}
+    assert review["participants"][0]["flags"] == [{k: v for k, v in f.items() if k not in ("from", "to", "seen")}
                                                   for f in ana["flags"]]  # review and report agree
     for fmt in ("csv", "json"):
         r = client.get(f"/api/sessions/{session['id']}/export?format={fmt}", headers=AUTH)
@@ -788,17 +804,20 @@ def test_stopping_the_server_mid_stream_keeps_what_was_recorded(db, recognizer):
         with connect(f"ws://{address}/ws/student?token={token}") as ws:
             start = time.time()
             while time.time() - start < 2.6:
+                last_sent = time.time()
                 ws.send(jpeg())
                 ws.recv(timeout=10)
                 time.sleep(0.25)
-            seen = int(time.time() - session["started_at"])
+            # the last frame's second: stamped by the server between its sending and now
+            seen = int(last_sent - session["started_at"]), int(time.time() - session["started_at"])
             server.should_exit = True  # stop with the student still connected
             thread.join(timeout=30)
             assert not thread.is_alive()
     with TestClient(create_app(db, recognizer, TOKEN)) as c:
         seconds = [s["second"] for s in
                    c.get(f"/api/sessions/{session['id']}/export?format=json", headers=AUTH).json()["seconds"]]
-    assert seconds == list(range(seconds[0], seen + 1)) and seconds[0] <= 1
+    assert seconds == list(range(seconds[0], seconds[-1] + 1)) and seconds[0] <= 1
+    assert seen[0] <= seconds[-1] <= seen[1]
 
 
 def test_the_recorder_is_off_the_event_loop(client, clock):

@@ -97,15 +97,24 @@ def _v2_privacy_column() -> sa.Column:
     return sa.Column("privacy", sa.String(16), nullable=False, server_default=PER_STUDENT)
 
 
+def _v3_acknowledgements_table(md: sa.MetaData) -> sa.Table:
+    """A flag the teacher marked as seen, named by its participant and its first second."""
+    return sa.Table("acknowledgements", md,
+                    sa.Column("participant_id", sa.Integer, sa.ForeignKey("participants.id"), primary_key=True),
+                    sa.Column("start", sa.Integer, primary_key=True, autoincrement=False),
+                    sa.Column("session_id", sa.Integer, sa.ForeignKey("sessions.id"), nullable=False, index=True),
+                    sa.Column("at", sa.Float, nullable=False))
+
+
 def _latest_tables(md: sa.MetaData) -> tuple[sa.Table, ...]:
     """The tables as the latest migration leaves them."""
     tables = _v1_tables(md)
     tables[1].append_column(_v2_privacy_column())  # sessions, migration 2
-    return tables
+    return (*tables, _v3_acknowledgements_table(md))  # migration 3
 
 
 # The tables queried by Store: the shape the latest migration leaves.
-settings, sessions, participants, seconds = _latest_tables(sa.MetaData())
+settings, sessions, participants, seconds, acknowledgements = _latest_tables(sa.MetaData())
 
 
 # --- migrations ------------------------------------------------------------------------------
@@ -133,9 +142,17 @@ def _v2_privacy(conn: Connection) -> None:
     conn.exec_driver_sql(f"ALTER TABLE sessions ADD COLUMN {ddl}")
 
 
+def _v3_acknowledgements(conn: Connection) -> None:
+    """Acknowledged flags outlive a server restart."""
+    md = sa.MetaData()
+    _v1_tables(md)  # the tables its foreign keys name
+    _v3_acknowledgements_table(md).create(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "settings, sessions, participants, per-second records", _v1_initial),
     Migration(2, "sessions.privacy: per student or class only", _v2_privacy),
+    Migration(3, "acknowledgements: flags the teacher marked as seen", _v3_acknowledgements),
 ]
 
 
@@ -403,6 +420,7 @@ class Store:
         """Delete a session with its participants and records; False if there was none."""
         with self.engine.begin() as conn:
             conn.execute(seconds.delete().where(seconds.c.session_id == session_id))
+            conn.execute(acknowledgements.delete().where(acknowledgements.c.session_id == session_id))
             conn.execute(participants.delete().where(participants.c.session_id == session_id))
             return conn.execute(sessions.delete().where(sessions.c.id == session_id)).rowcount > 0
 
@@ -412,6 +430,26 @@ class Store:
         with self.engine.connect() as conn:
             ids = list(conn.execute(sa.select(sessions.c.id).where(sessions.c.ended_at < cutoff)).scalars())
         return [i for i in ids if self.delete_session(i)]
+
+    # flags the teacher has seen
+    def acknowledge(self, session_id: int, participant_id: int, start: int, at: float | None = None) -> None:
+        """Remember that the flag of ``participant_id`` starting at second ``start`` was seen
+        (again is a no-op)."""
+        key = dict(participant_id=participant_id, start=start)
+        with self.engine.begin() as conn:
+            found = conn.execute(sa.select(acknowledgements.c.start).filter_by(**key)).first()
+            if found is None:
+                conn.execute(acknowledgements.insert().values(
+                    **key, session_id=session_id, at=time.time() if at is None else at))
+
+    def acknowledged(self, session_id: int) -> dict[int, dict[int, float]]:
+        """participant id -> {first second of an acknowledged flag: when it was acknowledged}."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(acknowledgements).where(acknowledgements.c.session_id == session_id))
+            out: dict[int, dict[int, float]] = {}
+            for r in rows:
+                out.setdefault(r.participant_id, {})[r.start] = r.at
+            return out
 
     # participants
     def add_participant(self, session_id: int, name: str, source: str, token: str | None = None,

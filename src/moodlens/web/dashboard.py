@@ -106,6 +106,7 @@ def lesson_report(store: Store, session: Session, rules: Rules | None = None) ->
     classes = session.classes
     rules = rules or Rules()
     records, by_person, people, watch, duration = _assess(store, session)
+    seen = store.acknowledged(session.id)
     students = []
     for p in people:
         mine = by_person.get(p.id, [])
@@ -120,8 +121,9 @@ def lesson_report(store: Store, session: Session, rules: Rules | None = None) ->
             "mostly": emotions.most_common(1)[0][0] if emotions else None,
             "usual": w.usual_emotion(classes) if w else None,
             "away_s": w.away if w else 0,
-            "flags": [{**f.to_dict(), "from": wall_clock(session, f.start), "to": wall_clock(session, f.end + 1)}
-                      for f in watch.flags(p.id)],
+            "flags": [{**f.to_dict(), "from": wall_clock(session, f.start), "to": wall_clock(session, f.end + 1),
+                       "seen": wall_clock(session, seen[p.id][f.start] - session.started_at)
+                       if f.start in seen.get(p.id, {}) else None} for f in watch.flags(p.id)],
             "spark": spark(mine, start=0, bins=240)})
     # the class mood in bins of about a 120th of the lesson (at least 10 s), gaps kept as None
     size = max(10, math.ceil(duration / 120))
@@ -165,5 +167,6 @@ def report_csv(report: dict) -> str:
         writer.writerow([s["id"], s["name"], s["source"], s["joined"], s["left"] or "",
                          round(s["on_camera_s"] / 60, 1), s["no_face_share"] if s["no_face_share"] is not None else "",
                          s["usual"] or "", s["mostly"] or "", s["away_s"],
-                         "; ".join(f"{f['from']}: {f['text']}" for f in s["flags"])])
+                         "; ".join(f"{f['from']}: {f['text']}" + (f" (seen {f['seen']})" if f["seen"] else "")
+                                   for f in s["flags"])])
     return out.getvalue()

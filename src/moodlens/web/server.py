@@ -111,6 +111,9 @@ class MoodLens:
                 live = LiveSession(session, self.clock)
                 for p in self.store.participants(session.id):
                     live.add(p)
+                # after a restart the live view picks up where it was: the stored seconds, the seen flags
+                live.count(self.store.seconds(session.id))
+                live.acknowledged = {pid: set(starts) for pid, starts in self.store.acknowledged(session.id).items()}
                 self.live[session.id] = live
             return self.live[session.id]
 
@@ -534,6 +537,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
             raise HTTPException(409, "the session has ended")
         if not live.acknowledge(participant, start):
             raise HTTPException(404, f"no flag of participant {participant} starting at second {start}")
+        await run_in_threadpool(ml.store.acknowledge, session_id, participant, start)
         return {"participant": participant, "start": start, "acknowledged": True}
 
     # students
