@@ -332,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep an exponential moving average of the weights with this decay, e.g. 0.999, and "
                     "evaluate/export it (default: off)")
     sp.add_argument("--teacher", nargs="+", metavar="FILE",
-                    help="distil from teachers: training checkpoints (.pt) of stronger models, averaged, or the "
-                    "teacher_probs.npy an earlier run saved for the same training faces")
+                    help="distil from teachers, averaged: training checkpoints (.pt) or exported models (.onnx) "
+                    "of stronger models, or the teacher_probs.npy an earlier run saved for the same faces")
     sp.add_argument("--teacher-weight", type=float, default=0.7,
                     help="with --teacher: share of each target taken from the teachers' probabilities "
                     "(default: %(default)s)")

@@ -352,8 +352,10 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, PreprocessSpec, 
 def teacher_probs(paths: list[str], images: np.ndarray, classes: tuple[str, ...], device: torch.device,
                   bf16: bool) -> np.ndarray:
     """Class probabilities of the teachers for ``images``, averaged over the teachers: a ``.pt``
-    checkpoint is run on each face and its mirror image; a ``.npy`` file holds probabilities an
-    earlier run saved (``teacher_probs.npy``) for the same training faces."""
+    checkpoint or an exported ``.onnx`` model is run on each face and its mirror image; a ``.npy``
+    file holds probabilities an earlier run saved (``teacher_probs.npy``) for the same faces."""
+    from moodlens.classify import EmotionModel  # onnxruntime, for exported teachers
+
     total = np.zeros((len(images), len(classes)), np.float64)
     for path in paths:
         if path.endswith(".npy"):
@@ -361,6 +363,12 @@ def teacher_probs(paths: list[str], images: np.ndarray, classes: tuple[str, ...]
                 probs = np.load(path)
             except (OSError, ValueError) as e:
                 raise MoodLensError(f"{path}: cannot read teacher probabilities ({e})") from None
+        elif path.endswith(".onnx"):
+            onnx = EmotionModel(path)
+            if onnx.classes != classes:
+                raise MoodLensError(f"{path}: the teacher knows {','.join(onnx.classes)}, the run trains "
+                                    f"{','.join(classes)}")
+            probs = (onnx.predict(images) + onnx.predict(images[:, :, ::-1])) / 2
         else:
             model, spec, _ = load_checkpoint(path)
             if spec.classes != classes:
