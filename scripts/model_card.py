@@ -2,7 +2,7 @@
 comes from a command anyone can rerun:
 
     moodlens train ../shared/datasets/fer2013/fer2013.csv.gz --ferplus ../shared/datasets/fer2013/fer2013new.csv \
-        --ferplus-weight 0.5 --degrade 0.5 --ema 0.999 --epochs 75 --out runs/moodnet_s_v2
+        --ferplus-weight 0.5 --degrade 0.5 --ema 0.999 --epochs 75 --patience 75 --out runs/moodnet_s_v2
     moodlens export runs/moodnet_s_v2/best.pt --out src/moodlens/weights/moodnet_s_v2.onnx --int8
     moodlens evaluate ../shared/datasets/fer2013/fer2013.csv.gz --ferplus ../shared/datasets/fer2013/fer2013new.csv \
         --corruptions --json --plot src/moodlens/weights/confusion.png > runs/eval.json
@@ -75,7 +75,7 @@ A small residual CNN that reads one of seven facial expressions ({', '.join(clas
 - Validation / early stopping / checkpoint choice: FER2013 `PublicTest` (3,589 faces). The same split
   fitted the softmax temperature. `PrivateTest` was never used (it is withheld for independent
   evaluation), so the PublicTest figures below are those of the split the checkpoint was chosen on.
-- Command (2-core CPU, bf16 autocast): `moodlens train {cfg['data']}{flags} --out {cfg['out']} --epochs {cfg['epochs']}`
+- Command (2-core CPU, bf16 autocast): `moodlens train {cfg['data']}{flags} --out {cfg['out']} --epochs {cfg['epochs']} --patience {cfg['patience']}`
   - optimizer {cfg['optimizer']}, one-cycle learning rate peaking at {cfg['lr']}, weight decay {cfg['weight_decay']},
     batch {cfg['batch_size']}, label smoothing {cfg['label_smoothing']}, {cfg['class_weights']} class weights,
     seed {cfg['seed']}; augmentation: flips, rotation +-15 deg, scale/shift +-10 %, brightness/contrast,

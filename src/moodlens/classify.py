@@ -12,7 +12,7 @@ from moodlens.errors import MoodLensError
 from moodlens.preprocess import PreprocessSpec, preprocess
 from moodlens.weights import WEIGHTS_DIR
 
-DEFAULT_MODEL = "moodnet_s.onnx"
+DEFAULT_MODEL = "moodnet_s_v2.onnx"
 
 
 class ModelError(MoodLensError):
