@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import MEDIA
-from moodlens import Face, Recognizer
+from moodlens import EmotionModel, Face, Recognizer
 from moodlens.aggregate import Timeline
 from moodlens.annotate import annotate, describe, layout
 from moodlens.crop import crop_faces
@@ -85,6 +85,17 @@ def test_bad_images(tmp_path, recognizer, make, message):
         recognizer.analyze(make(tmp_path))
     with pytest.raises(SourceError):
         read_image(np.zeros((4, 4), np.float32))
+
+
+def test_the_classifier_runs_many_faces_in_batches_with_the_same_answers():
+    model = EmotionModel()
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (40, 48, 48), dtype=np.uint8)
+    whole = model.predict(faces)
+    np.testing.assert_allclose(model.predict(faces, batch_size=7), whole, atol=1e-6)
+    crops = [rng.integers(0, 256, (h, h, 3), dtype=np.uint8) for h in (30, 64, 120)]  # a list, any size
+    np.testing.assert_allclose(model.predict(crops, batch_size=2), model.predict(crops), atol=1e-6)
+    assert model.predict(faces[:0]).shape == (0, 7)
 
 
 def test_crop_handles_faces_at_the_edge():
