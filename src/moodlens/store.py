@@ -311,7 +311,7 @@ class Store:
         except (sa.exc.ArgumentError, ImportError, ValueError) as exc:  # a bad URL, an unknown or missing driver
             raise StoreError(f"cannot use the database {shown_url(url)}: {_one_line(exc)}") from None
         try:
-            self._upsert = self._upsert_for(self.engine.dialect.name)  # before anything is written
+            self._upsert, self._acknowledge = self._conflict_statements(self.engine.dialect.name)  # before any write
             self.version = migrate(self.engine, migrations)
         except sa.exc.DBAPIError as exc:  # a file that cannot be opened, a server that cannot be reached
             self.engine.dispose()
@@ -435,12 +435,9 @@ class Store:
     def acknowledge(self, session_id: int, participant_id: int, start: int, at: float | None = None) -> None:
         """Remember that the flag of ``participant_id`` starting at second ``start`` was seen
         (again is a no-op)."""
-        key = dict(participant_id=participant_id, start=start)
         with self.engine.begin() as conn:
-            found = conn.execute(sa.select(acknowledgements.c.start).filter_by(**key)).first()
-            if found is None:
-                conn.execute(acknowledgements.insert().values(
-                    **key, session_id=session_id, at=time.time() if at is None else at))
+            conn.execute(self._acknowledge.values(participant_id=participant_id, start=start, session_id=session_id,
+                                                  at=time.time() if at is None else at))
 
     def acknowledged(self, session_id: int) -> dict[int, dict[int, float]]:
         """participant id -> {first second of an acknowledged flag: when it was acknowledged}."""
@@ -525,7 +522,10 @@ class Store:
         return out.getvalue()
 
     @staticmethod
-    def _upsert_for(dialect: str) -> sa.Executable:
+    def _conflict_statements(dialect: str) -> tuple[sa.Executable, sa.Executable]:
+        """The inserts that settle a clash on the primary key in the database itself: a second
+        written again keeps the version seen in more frames; a flag acknowledged again (two
+        clicks at once, say) keeps its first acknowledgement."""
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         elif dialect == "sqlite":
@@ -534,10 +534,13 @@ class Store:
             raise StoreError(f"unsupported database {dialect!r}; use SQLite or PostgreSQL")
 
         stmt = insert(seconds)
-        return stmt.on_conflict_do_update(
+        upsert = stmt.on_conflict_do_update(
             index_elements=[seconds.c.participant_id, seconds.c.second],
             set_={k: stmt.excluded[k] for k in ("emotion", "frames", "scores")},
             where=seconds.c.frames < stmt.excluded.frames)
+        acknowledge = insert(acknowledgements).on_conflict_do_nothing(
+            index_elements=[acknowledgements.c.participant_id, acknowledgements.c.start])
+        return upsert, acknowledge
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
