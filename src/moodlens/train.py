@@ -16,6 +16,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -354,8 +355,6 @@ def teacher_probs(paths: list[str], images: np.ndarray, classes: tuple[str, ...]
     """Class probabilities of the teachers for ``images``, averaged over the teachers: a ``.pt``
     checkpoint or an exported ``.onnx`` model is run on each face and its mirror image; a ``.npy``
     file holds probabilities an earlier run saved (``teacher_probs.npy``) for the same faces."""
-    from moodlens.classify import EmotionModel  # onnxruntime, for exported teachers
-
     total = np.zeros((len(images), len(classes)), np.float64)
     for path in paths:
         if path.endswith(".npy"):
@@ -363,26 +362,30 @@ def teacher_probs(paths: list[str], images: np.ndarray, classes: tuple[str, ...]
                 probs = np.load(path)
             except (OSError, ValueError) as e:
                 raise MoodLensError(f"{path}: cannot read teacher probabilities ({e})") from None
-        elif path.endswith(".onnx"):
-            onnx = EmotionModel(path)
-            if onnx.classes != classes:
-                raise MoodLensError(f"{path}: the teacher knows {','.join(onnx.classes)}, the run trains "
-                                    f"{','.join(classes)}")
-            probs = (onnx.predict(images) + onnx.predict(images[:, :, ::-1])) / 2
         else:
-            model, spec, _ = load_checkpoint(path)
-            if spec.classes != classes:
-                raise MoodLensError(f"{path}: the teacher knows {','.join(spec.classes)}, the run trains "
-                                    f"{','.join(classes)}")
-            model = model.to(device).to(memory_format=torch.channels_last)
-            x = torch.from_numpy(preprocess(images, spec))
-            logits = [predict_logits(model, x, device, bf16), predict_logits(model, x.flip(3), device, bf16)]
-            probs = torch.stack(logits).softmax(2).mean(0).numpy()
+            known, predict = _teacher(path, device, bf16)
+            if known != classes:
+                raise MoodLensError(f"{path}: the teacher knows {','.join(known)}, the run trains {','.join(classes)}")
+            probs = (predict(images) + predict(images[:, :, ::-1])) / 2
         if probs.shape != total.shape:
             raise MoodLensError(f"{path}: probabilities of shape {probs.shape}, but this run trains on "
                                 f"{len(images)} faces of {len(classes)} classes")
         total += probs
     return (total / len(paths)).astype(np.float32)
+
+
+def _teacher(path: str, device: torch.device, bf16: bool) -> tuple[tuple[str, ...], Callable[[np.ndarray], np.ndarray]]:
+    """A teacher's classes and its probabilities for uint8 faces: an exported ``.onnx`` model or a
+    training checkpoint, each through its own preprocessing spec."""
+    from moodlens.classify import EmotionModel  # onnxruntime, for exported teachers
+
+    if path.endswith(".onnx"):
+        onnx = EmotionModel(path)
+        return onnx.classes, onnx.predict
+    model, spec, _ = load_checkpoint(path)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    return spec.classes, lambda faces: predict_logits(model, torch.from_numpy(preprocess(faces, spec)), device,
+                                                      bf16).softmax(1).numpy()
 
 
 def distillation_targets(cfg: TrainConfig, train_set: FaceSet, out: Path, device: torch.device,
