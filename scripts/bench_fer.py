@@ -2,8 +2,9 @@
 
 fer's pipeline is OpenCV's Haar cascade plus its own emotion CNN: ``FER(mtcnn=False)`` and
 ``detect_emotions(frame)``. The frame is ``moodlens.benchmark.webcam_frame``: the shared
-portrait letterboxed into 640x480 (rebuilt here so moodlens need not be installed), or a PNG
-given with ``--frame``.
+portrait letterboxed into 640x480, or a PNG given with ``--frame``. The frame and the timing come
+from this checkout's ``src/`` (OpenCV and numpy are all they need), so moodlens need not be
+installed in fer's venv.
 
 Run it with a separate venv that has fer, NOT the project's (fer wants tensorflow and, through
 its hard dependency on facenet-pytorch, torch; neither is needed for the Haar path):
@@ -13,7 +14,7 @@ its hard dependency on facenet-pytorch, torch; neither is needed for the Haar pa
     /tmp/fer-venv/bin/pip install tensorflow-cpu "opencv-python-headless<5" pillow requests "setuptools<81"
     /tmp/fer-venv/bin/python scripts/bench_fer.py [--json] [--model tflite|keras|both]
 
-With ``--moodlens`` (needs ``pip install onnxruntime`` in that venv and ``PYTHONPATH=src``) the
+With ``--moodlens`` (needs ``pip install onnxruntime`` in that venv) the
 script also times ``Recognizer.analyze_frame`` (MoodLens end to end, detector on every frame) and a
 ``FaceStream`` (detector every 3rd frame) on the same frame, *in alternation* with fer's call, so
 that on a busy machine both see the same load; it then prints MoodLens' frames/s as a multiple
@@ -44,36 +45,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-
-def webcam_frame(media: Path) -> np.ndarray:
-    """Same as moodlens.benchmark.webcam_frame: portrait.jpg letterboxed into 640x480."""
-    image = cv2.imread(str(media / "portrait.jpg"))
-    if image is None:
-        sys.exit(f"{media / 'portrait.jpg'}: missing; pass --media with the shared photos")
-    scale = min(640 / image.shape[1], 480 / image.shape[0])
-    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    frame = np.zeros((480, 640, 3), np.uint8)
-    y, x = (480 - small.shape[0]) // 2, (640 - small.shape[1]) // 2
-    frame[y:y + small.shape[0], x:x + small.shape[1]] = small
-    return frame
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from moodlens.benchmark import time_ms, webcam_frame  # noqa: E402
+from moodlens.errors import MoodLensError  # noqa: E402
 
 
 def _no_network(*_args, **_kwargs):
     raise RuntimeError("bench_fer: fer tried to open a network connection")
-
-
-def _median_ms(*fns, repeat: int, warmup: int) -> list[float]:
-    """Median milliseconds of each of ``fns``, called in turn, so they share the machine's load."""
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times = np.zeros((repeat, len(fns)))
-    for i in range(repeat):
-        for j, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            times[i, j] = time.perf_counter() - t0
-    return (np.median(times, axis=0) * 1e3).tolist()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         if frame is None:
             sys.exit(f"{args.frame}: cannot read")
     else:
-        frame = webcam_frame(args.media)
+        try:
+            frame = webcam_frame(args.media)
+        except MoodLensError as e:
+            sys.exit(str(e))
 
     socket.socket.connect = _no_network  # fer must run from the files in its wheel
     socket.create_connection = _no_network
@@ -125,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         detector = FER(mtcnn=False, use_tflite=(model == "tflite"))
         load_s = time.perf_counter() - t0
         faces = detector.detect_emotions(frame)
-        ms, *ours_ms = _median_ms(lambda d=detector: d.detect_emotions(frame), *ours, repeat=args.repeat,
-                                  warmup=args.warmup)
+        ms, *ours_ms = np.atleast_1d(time_ms(lambda d=detector: d.detect_emotions(frame), *ours, repeat=args.repeat,
+                                             warmup=args.warmup)).tolist()
         top = None
         if faces:
             biggest = max(faces, key=lambda f: f["box"][2] * f["box"][3])

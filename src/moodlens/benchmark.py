@@ -33,7 +33,7 @@ from moodlens.gallery import (
 from moodlens.recognizer import Recognizer
 
 
-def _time_ms(*fns: Callable[[], object], repeat: int, warmup: int = 3,
+def time_ms(*fns: Callable[[], object], repeat: int, warmup: int = 3,
              stat: str = "median") -> float | list[float]:
     """Median (or, with ``stat="min"``, best) milliseconds of each of ``fns``, called in turn
     ``repeat`` times, so that two things compared share the same moments of a busy machine; one
@@ -87,7 +87,7 @@ def run_benchmark(model: str | None = None, detector: str | None = None, repeat:
     figure: ``"median"``, or ``"min"`` (the best run: steadier when other jobs share the CPU)."""
     if stat not in ("median", "min"):
         raise MoodLensError(f"unknown statistic {stat!r}; choose median or min")
-    timed = functools.partial(_time_ms, repeat=repeat, stat=stat)
+    timed = functools.partial(time_ms, repeat=repeat, stat=stat)
     recognizer = Recognizer(model=model, detector=detector)
     if media is None and not (shared_media_dir() / "portrait.jpg").is_file():
         # An installed package has no photos (they are never shipped): time what needs none.
@@ -166,7 +166,7 @@ def _classifier_speed(recognizer: Recognizer, timed, stat: str, repeat: int) -> 
         "classifier": {
             "crops_per_s_batch64": 64e3 / timed(lambda: m.predict(crops)),
             "crops_per_s_batch64_from_120px_bgr": 64e3 / timed(lambda: m.predict(big_crops)),
-            "ms_one_crop": _time_ms(lambda: m.predict(crops[:1]), repeat=repeat * 3, stat=stat),
+            "ms_one_crop": time_ms(lambda: m.predict(crops[:1]), repeat=repeat * 3, stat=stat),
         },
         "detector_ms": {},
         "centerface_ms": {},
