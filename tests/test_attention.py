@@ -53,6 +53,15 @@ def test_the_flag_names_the_class_that_rose(mix, word):
     assert flag.reason == "fear" and flag.text(69).startswith(word) and flag.end is None
 
 
+def test_a_resting_sad_face_that_turns_angry_is_flagged_though_the_negative_total_holds():
+    # sad + angry + fear stays at ~0.6 throughout: only judged class by class is this a change
+    angry = {"angry": 0.45, "sad": 0.15, "neutral": 0.3}
+    records = lesson({1: [RESTING_SAD] * 60 + [angry] * 40})
+    total = [sum(r.scores[c] for c in ("angry", "fear", "sad")) for r in records]
+    assert abs(np.mean(total[:60]) - np.mean(total[60:])) < 0.03
+    assert flags(records) == [("angry", 60, None)]
+
+
 def test_missing_seconds_are_unknown_and_never_split_a_flag():
     # gallery-style holes: every third second of the change has no record yet
     mixes = [CALM] * 60 + [("-" if s % 3 == 2 else SAD) for s in range(60)]

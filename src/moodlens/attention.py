@@ -5,12 +5,14 @@ emotion itself would flag those people forever; what a teacher wants to know is 
 So each participant gets a personal baseline, the median of their own per-second scores over the
 seconds that looked usual, learned during the lesson and kept learning (a first minute that was
 unusual is outvoted later). A second's deviation is how much the odds of the negative classes
-(angry, fear, sad together) rose over the baseline's, in log-odds, less what the whole class
-moved at that second (a sad film clip moves everyone; that is the class mood, not one student's
-state). Log-odds, because probabilities saturate: a resting face the model already reads as 75 %
-negative can only gain 20 points when the person is clearly upset, yet its odds grow sevenfold.
-A rise must also be worth ``min_points`` of probability, so a face read at 5 % negative does not
-count as changed at 12 %.
+rose over the baseline's, in log-odds, less what the whole class moved at that second (a sad
+film clip moves everyone; that is the class mood, not one student's state). It is measured on
+four readings: angry, fear and sad together, and each of them alone, since a resting face the
+model reads as a little sad that turns angry may hold the same negative total while its anger
+rose sevenfold; the teacher is told "angrier than usual". Log-odds, because probabilities
+saturate: a resting face the model already reads as 75 % negative can only gain 20 points when
+the person is clearly upset, yet its odds grow sevenfold. A rise must also be worth
+``min_points`` of probability, so a face read at 5 % negative does not count as changed at 12 %.
 
 Flags have hysteresis: one is raised when most seconds of a short window are clearly above the
 usual, and cleared only when most of them are back near it. A second without a record yet is
@@ -27,7 +29,6 @@ one :class:`ClassWatch`, so the live dashboard (fed seconds as they close) and t
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,8 +45,9 @@ WORDING = {"sad": "sadder than usual", "fear": "more fearful than usual", "angry
 
 @dataclass(frozen=True)
 class Rules:
-    """The thresholds. Deviations are in log-odds of the negative classes (1.0: odds e times the
-    usual); ``min_points`` and ``away`` are shares of probability.
+    """The thresholds. Deviations are in log-odds of the negative classes, together or one alone
+    (1.0: odds e times the usual); ``min_points`` and ``away`` are shares of probability. A second
+    is above the usual when any of the four readings is, and back when all of them are.
 
     Attributes:
         learn_s: readable seconds before a participant's baseline is used (no emotion flags before).
@@ -56,7 +58,7 @@ class Rules:
         clear_n: seconds of the window below ``fall`` that clear it.
         rise, fall: deviation thresholds (``fall < rise``: the hysteresis band).
         noise: ``rise`` grows to this many robust standard deviations of the participant's own
-            usual seconds, so a jittery reading needs a bigger change.
+            usual seconds (reading by reading), so a jittery reading needs a bigger change.
         min_points: a second above ``rise`` must also hold this much more negative probability
             than usual (and counts as back below ``min_points / 2``).
         away: a second is "away from the usual" when its scores differ from the baseline's by
@@ -83,9 +85,10 @@ class Rules:
     class_min: int = 5
 
 
-def log_odds(p: float) -> float:
-    p = min(max(p, 0.005), 0.995)  # a reading of exactly 0 or 1 is not infinitely sure
-    return math.log(p / (1 - p))
+def negative_odds(p: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """The log-odds of the negative classes together, then of each alone."""
+    q = np.clip(np.r_[p[negative].sum(), p[negative]], 0.005, 0.995)  # 0 or 1 is not infinitely sure
+    return np.log(q / (1 - q))
 
 
 @dataclass
@@ -116,11 +119,11 @@ class Watch:
 
     rules: Rules
     usual: deque = field(default_factory=deque)  # score vectors of usual seconds
-    usual_odds: deque = field(default_factory=deque)  # their negative log-odds
+    usual_odds: deque = field(default_factory=deque)  # their negative log-odds (:func:`negative_odds`)
     learnt: int = 0  # seconds learnt from so far
     baseline: np.ndarray | None = None  # the median usual scores
-    base_odds: float = 0.0  # the median usual log-odds of the negative classes
-    threshold: float = 0.0
+    base_odds: np.ndarray | float = 0.0  # the median usual negative log-odds
+    threshold: np.ndarray | float = 0.0  # the rise that counts, reading by reading
     evidence: deque = field(default_factory=deque)  # (second, +1 above / -1 back below / 0 between)
     pushes: deque = field(default_factory=deque)  # (second, per-negative-class excess) of the +1 seconds
     flag: Flag | None = None  # the emotion flag now up
@@ -132,7 +135,8 @@ class Watch:
     left_at: int | None = None
     done: list[Flag] = field(default_factory=list)
     away: int = 0  # readable seconds that differed notably from the usual
-    last_deviation: float = 0.0
+    last_deviation: float = 0.0  # the largest of the four rises, last readable second
+    last_vote: int = -1  # that second: 1 above the usual, -1 back, 0 between
 
     def __post_init__(self) -> None:
         self.usual = deque(maxlen=self.rules.history_s)
@@ -140,7 +144,7 @@ class Watch:
         self.evidence = deque(maxlen=self.rules.window_s)
         self.pushes = deque(maxlen=self.rules.window_s)
 
-    def learn(self, p: np.ndarray, odds: float) -> None:
+    def learn(self, p: np.ndarray, odds: np.ndarray) -> None:
         self.usual.append(p)
         self.usual_odds.append(odds)
         self.learnt += 1
@@ -150,15 +154,15 @@ class Watch:
         every = 5 if self.learnt <= 120 else 30
         if self.learnt >= self.rules.learn_s and (self.baseline is None or self.learnt % every == 0):
             self.baseline = np.median(np.stack(self.usual), axis=0)
-            odds = np.fromiter(self.usual_odds, float, len(self.usual_odds))
-            self.base_odds = float(np.median(odds))
-            mad = float(np.median(np.abs(odds - self.base_odds)))
-            self.threshold = max(self.rules.rise, self.rules.noise * 1.4826 * mad)
+            odds = np.stack(self.usual_odds)
+            self.base_odds = np.median(odds, axis=0)
+            mad = np.median(np.abs(odds - self.base_odds), axis=0)
+            self.threshold = np.maximum(self.rules.rise, self.rules.noise * 1.4826 * mad)
 
-    def step(self, second: int, p: np.ndarray | None, odds: float | None, deviation: float | None,
+    def step(self, second: int, p: np.ndarray | None, odds: np.ndarray | None, deviation: np.ndarray | None,
              classes_negative: Sequence[str], negative: np.ndarray) -> None:
         """One second: ``p`` the scores (None: a record without a readable face), ``odds`` their
-        negative log-odds, ``deviation`` its rise over the baseline with the class's shift taken
+        negative log-odds, ``deviation`` their rise over the baseline with the class's shift taken
         out (None while learning)."""
         r = self.rules
         self.last_seen, self.left_at = second, None
@@ -181,11 +185,12 @@ class Watch:
             self.learn(p, odds)
             return
         excess = p[negative] - self.baseline[negative]
-        points = float(excess.sum())
-        self.last_deviation = deviation
+        points = np.r_[excess.sum(), excess]
+        self.last_deviation = float(deviation.max())
         self.away += bool(0.5 * np.abs(p - self.baseline).sum() > r.away)
-        vote = 1 if deviation > self.threshold and points > r.min_points else \
-            -1 if deviation < r.fall or points < r.min_points / 2 else 0
+        above = (deviation > self.threshold) & (points > r.min_points)
+        back = (deviation < r.fall) | (points < r.min_points / 2)
+        vote = self.last_vote = 1 if above.any() else -1 if back.all() else 0
         self.evidence.append((second, vote))
         if vote > 0:
             self.pushes.append((second, excess))
@@ -257,12 +262,13 @@ class ClassWatch:
         participants are unknown for now, and leave after ``gap_s`` such seconds)."""
         scores = {pid: (np.array([r.scores.get(c, 0.0) for c in self.classes]) if r.emotion else None)
                   for pid, r in records.items()}
-        odds = {pid: log_odds(float(p[self.negative].sum())) for pid, p in scores.items() if p is not None}
+        odds = {pid: negative_odds(p, self.negative) for pid, p in scores.items() if p is not None}
         rises = {pid: o - self.watch(pid).base_odds for pid, o in odds.items() if self.watch(pid).baseline is not None}
+        shift = np.median(np.stack(list(rises.values())), axis=0) if rises else 0.0
         if rises:
-            self.shifts[second] = float(np.median(list(rises.values())))
+            self.shifts[second] = float(shift[0])  # the negative classes together, for the report
         # too few faces and the median is one student's own change, not the class's
-        shift = max(0.0, self.shifts[second]) if len(rises) >= self.rules.class_min else 0.0
+        shift = np.maximum(0.0, shift) if len(rises) >= self.rules.class_min else 0.0
         for pid, p in scores.items():
             deviation = rises[pid] - shift if pid in rises else None
             self.watch(pid).step(second, p, odds.get(pid), deviation, self.negative_names, self.negative)

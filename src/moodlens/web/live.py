@@ -183,7 +183,7 @@ class LiveParticipant:
                 "deviation": round(watch.last_deviation, 3) if watch and watch.baseline is not None else None,
                 # more negative than usual just now, not (yet) for long enough to flag: a lighter tint
                 "rising": bool(connected and not up and watch and watch.baseline is not None
-                               and watch.last_deviation >= watch.rules.fall),
+                               and watch.last_vote > 0),
                 "spark": spark([r for r in recent if r.second > now - spark_s]),
                 "flags": [{**f.to_dict(now - 1), "acknowledged": f.start in acknowledged} for f in up],
                 "past": [f.to_dict() for f in flags if f.end is not None]}
