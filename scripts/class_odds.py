@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from class_sim import NEGATIVE, SHARED, webcam  # noqa: E402
 
 from moodlens.aggregate import SecondRecord  # noqa: E402
-from moodlens.attention import ClassWatch  # noqa: E402
+from moodlens.attention import ClassWatch, Rules  # noqa: E402
 from moodlens.classify import EmotionModel  # noqa: E402
 from moodlens.data import load_fer2013  # noqa: E402
 from moodlens.faces import Face  # noqa: E402
@@ -73,10 +73,10 @@ def second_scores(variants: list[np.ndarray | None], second: int) -> np.ndarray 
 
 
 def lesson(calm: list, changed: dict[int, list], classes: tuple[str, ...], seconds: int, change_at: int,
-           within: int) -> dict:
+           within: int, rules: Rules | None = None) -> dict:
     """One simulated lesson: ``calm[i]`` is student i's calm face, ``changed[i]`` the negative face
     a changer shows from ``change_at``."""
-    watch = ClassWatch(classes)
+    watch = ClassWatch(classes, rules)
     raised: dict[int, int] = {}
     blinked: set[int] = set()
     calm_flagged: set[int] = set()
@@ -117,6 +117,7 @@ def main() -> None:
     ap.add_argument("--within", type=int, default=20)
     ap.add_argument("--votes", type=float, default=0.7)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rise", type=float, default=Rules.rise, help="the flags' rise threshold (attention.Rules)")
     args = ap.parse_args()
     if not 0 < args.changers <= args.students:
         ap.error("--changers must be between 1 and --students")
@@ -144,7 +145,7 @@ def main() -> None:
           f"{args.seconds} s each; bars: <= 1 calm flagged, >= 4 of {args.changers} caught within {args.within} s")
     for name, r, calm_r, neg_r in zip(args.models or ["shipped"], recognizers, calm_read, negative_read):
         results = [lesson([calm_r[i] for i in calm], {k: neg_r[j] for k, j in changed.items()}, r.classes,
-                          args.seconds, args.change_at, args.within)
+                          args.seconds, args.change_at, args.within, Rules(rise=args.rise))
                    for calm, changed in tqdm(draws, desc=Path(name).name, unit="lesson", leave=False)]
         caught = sum(x["caught"] for x in results) / (args.changers * len(results))
         calm = sum(x["calm_flagged"] for x in results) / (args.students * len(results))
