@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
-from starlette.websockets import WebSocketDisconnect
 
 from moodlens.faces import TOO_SMALL, Face
 from moodlens.recognizer import Recognizer
@@ -165,30 +163,3 @@ class CrossOriginIsolation:
             await send(message)
 
         await self.app(scope, receive, send_isolated)
-
-
-async def run_scores(ws, ml, process, now) -> None:
-    """Receive a student's score messages (JSON text) and answer each with ``process(text, t)``'s
-    result and ``seq`` (messages counted from 1). Score messages are tiny and cheap, so they are
-    handled in order on the event loop, none dropped. A picture sent here is refused: in browser
-    mode no image is taken in."""
-    seq = 0
-    try:
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            seq += 1
-            started = time.perf_counter()
-            text = message.get("text")
-            if text is None:
-                reply = {"error": "this socket takes score messages (JSON text), not pictures", "status": 415}
-            else:
-                try:
-                    reply = process(text, now())
-                except ScoreError as exc:
-                    reply = {"error": str(exc), "status": 422}
-            reply.update(seq=seq, ms=round((time.perf_counter() - started) * 1e3, 2))
-            await ws.send_json(reply)
-    except (WebSocketDisconnect, RuntimeError):
-        pass

@@ -32,20 +32,31 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect
 
 from moodlens.annotate import hex_colors
 from moodlens.classify import EmotionModel
 from moodlens.detect import create_detector
 from moodlens.errors import MoodLensError
-from moodlens.journal import Journal, database_unavailable
+from moodlens.journal import Journal
 from moodlens.recognizer import Recognizer
 from moodlens.store import CLASS_ONLY, PRIVACY_MODES, Session, Store, database_url, journal_path, safe_text, shown_url
-from moodlens.web import browser, privacy
+from moodlens.web import browser, privacy, sockets
 from moodlens.web.auth import LOGIN_COOKIE, LOGIN_S, STUDENT_COOKIE, Auth, client_address, teacher_token
 from moodlens.web.dashboard import export_name, lesson_report, report_csv, review
-from moodlens.web.live import Latest, LiveSession, Recorder
+from moodlens.web.live import LiveSession, Recorder
 from moodlens.web.security import Guard, Recent, Throttle, install_error_handlers, page_response, same_origin
+from moodlens.web.sockets import (
+    CLOSE_ENDED,
+    CLOSE_NOT_FOUND,
+    CLOSE_UNAUTHORISED,
+    attend,
+    disconnected,
+    main_face,
+    refuse,
+    run_frames,
+    run_scores,
+)
 from moodlens.web.tiles import GalleryTiles
 from moodlens.web.uploads import Limits, UploadError, VideoJobs, read_upload_image, video_type
 
@@ -57,15 +68,6 @@ PRIVACY = ("MoodLens keeps only numbers: for each participant and each second, t
            "and the most likely one. Where a student's browser can, it analyses their camera itself and sends "
            "only those numbers; other camera frames and faces are analysed in memory and never stored; an "
            "uploaded video is deleted as soon as it has been analysed.")
-# WebSocket close codes (4000-4999 are the application's own); a refused handshake is accepted
-# and then closed with its code, since a handshake refused outright reaches the browser as a
-# bare HTTP 403 with no reason
-CLOSE_UNAUTHORISED, CLOSE_ENDED, CLOSE_NOT_FOUND = 4401, 4000, 4404
-# A connection uses at most 1/FAIR_SHARE of a recognition worker: after a frame that took t CPU
-# seconds, its next one waits (FAIR_SHARE - 1) * t, so costly frames slow only their sender. CPU
-# time, not wall time: on a machine busy with other work a cheap frame can take long to finish,
-# and that must not hold back its sender.
-FAIR_SHARE = 4
 # A row id in a URL: bounded to what the database's 64-bit integers hold, so a huge number is
 # a 422, never an overflow inside the database driver.
 RowId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
@@ -135,7 +137,7 @@ class MoodLens:
         if live is not None:
             live.ended = True
             for ws in list(self.sockets.pop(session_id, ())):
-                await _close(ws, CLOSE_ENDED, "the session has ended")
+                await sockets.close(ws, CLOSE_ENDED, "the session has ended")
             self.flush_live(live)
         await run_in_threadpool(self.recorder.flush)
 
@@ -153,85 +155,6 @@ class MoodLens:
         """Whether per-second records are reaching the database: ``behind`` of them wait in the
         journal since ``behind_since``."""
         return {"behind": self.journal.behind, "behind_since": self.journal.behind_since}
-
-
-# --- connections -----------------------------------------------------------------------------
-
-async def _close(ws: WebSocket, code: int, reason: str = "") -> None:
-    try:
-        if ws.application_state != WebSocketState.DISCONNECTED:
-            await ws.close(code, reason)
-    except (RuntimeError, WebSocketDisconnect):
-        pass
-
-
-async def run_frames(ws: WebSocket, ml: MoodLens, process: Callable[[bytes, float], dict],
-                     now: Callable[[], float]) -> None:
-    """Receive frames (binary JPEG/PNG/WebP messages) and answer each processed one with JSON.
-
-    Only the newest frame waits; at most one is in recognition at a time for this connection.
-    Each answer carries ``seq``, the number of the frame it is for (frames counted from 1 in the
-    order sent), so the client can match answers to frames and measure latency; frames replaced
-    before their turn get no answer (``dropped`` counts them).
-    """
-    slot = Latest()
-    loop = asyncio.get_running_loop()
-
-    cpu = [0.0]  # CPU seconds of the last frame
-
-    def timed(data: bytes, t: float) -> dict:
-        begin = time.thread_time()
-        try:
-            return process(data, t)
-        finally:
-            cpu[0] = time.thread_time() - begin
-
-    async def work() -> None:
-        while (item := await slot.get()) is not None:
-            seq, t, received, data = item
-            started = time.perf_counter()
-            try:
-                reply = await loop.run_in_executor(ml.pool, timed, data, t)
-            except UploadError as exc:
-                reply = {"error": exc.message, "status": exc.status}
-            except Exception as exc:  # a bug in recognition must not kill the connection
-                if database_unavailable(exc):
-                    reply = {"error": "the database is unavailable; try again in a moment", "status": 503}
-                else:
-                    log.exception("frame %d failed", seq)
-                    reply = {"error": f"could not analyse the frame ({type(exc).__name__})", "status": 500}
-            reply.update(seq=seq, dropped=slot.dropped, queue_ms=round((started - received) * 1e3, 1),
-                         ms=round((time.perf_counter() - started) * 1e3, 1))
-            try:
-                await ws.send_json(reply)
-            except (WebSocketDisconnect, RuntimeError):
-                return
-            await asyncio.sleep((FAIR_SHARE - 1) * cpu[0])
-
-    worker = asyncio.create_task(work())
-    seq = 0
-    try:
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            data = message.get("bytes")
-            if data is None:
-                continue  # text messages are reserved for control; none are needed yet
-            seq += 1
-            if len(data) > ml.limits.frame_bytes:
-                await ws.send_json({"seq": seq, "error": "frame too large", "status": 413})
-                continue
-            slot.put((seq, now(), time.perf_counter(), data))
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    finally:
-        slot.close()
-        await worker
-
-
-def _main_face(faces):
-    return max(faces, key=lambda f: f.box[2] * f.box[3]) if faces else None
 
 
 # --- the app ---------------------------------------------------------------------------------
@@ -291,7 +214,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         retention.cancel()
         for session_id in list(ml.sockets):
             for ws in list(ml.sockets.get(session_id, ())):
-                await _close(ws, 1001, "server stopping")
+                await sockets.close(ws, 1001, "server stopping")
         await run_in_threadpool(ml.close)
 
     app = FastAPI(title="MoodLens", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -586,10 +509,6 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         (read from its header, before decoding)."""
         return read_upload_image(data, ml.limits, ml.limits.frame_bytes, ml.limits.frame_pixels)
 
-    async def refuse(ws: WebSocket, code: int, reason: str) -> None:
-        await ws.accept()
-        await ws.close(code, reason)
-
     @app.websocket("/ws/live")
     async def ws_live(ws: WebSocket) -> None:
         """The teacher's own camera: faces back, nothing stored."""
@@ -626,13 +545,13 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
 
         def process(data: bytes, t: float) -> dict:
             frame = stream.push(decode_frame(data), t)
-            ml.record(live, me.observe(_main_face(frame.faces), t))
+            ml.record(live, me.observe(main_face(frame.faces), t))
             return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape)}
 
         def connect() -> None:
             me.connections += 1
 
-        await _attend(ws, ml, live, connect, lambda: _disconnected([me]), process)
+        await attend(ws, ml, live, connect, lambda: disconnected([me]), process)
 
     @app.websocket("/ws/student/scores")
     async def ws_student_scores(ws: WebSocket) -> None:
@@ -650,7 +569,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         def connect() -> None:
             me.connections += 1
 
-        await _attend(ws, ml, live, connect, lambda: _disconnected([me]), process, browser.run_scores)
+        await attend(ws, ml, live, connect, lambda: disconnected([me]), process, run_scores)
 
     async def accept_teacher(ws: WebSocket, session_id: int) -> LiveSession | None:
         """Accept a teacher's socket on a live session; close it (and return None) otherwise."""
@@ -700,9 +619,9 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         def disconnect() -> list:
             with gallery.tiles_lock:
                 gallery.sockets -= 1
-                return _disconnected([live.participants[pid] for pid in gallery.tiles])
+                return disconnected([live.participants[pid] for pid in gallery.tiles])
 
-        await _attend(ws, ml, live, connect, disconnect, process)
+        await attend(ws, ml, live, connect, disconnect, process)
 
     @app.websocket("/ws/sessions/{session_id}/dashboard")
     async def ws_dashboard(ws: WebSocket, session_id: RowId) -> None:
@@ -729,34 +648,6 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
             ml.sockets.get(session_id, set()).discard(ws)
 
     return app
-
-
-def _disconnected(people: list) -> list:
-    """Count one connection less for each of ``people``; those left with none."""
-    gone = []
-    for p in people:
-        p.connections = max(0, p.connections - 1)
-        if p.connections == 0:
-            gone.append(p)
-    return gone
-
-
-async def _attend(ws: WebSocket, ml: MoodLens, live: LiveSession, connect: Callable[[], None],
-                  disconnect: Callable[[], list], process: Callable, receive=run_frames) -> None:
-    """Run a session connection: ``connect()`` counts its participants (a gallery's grow while it
-    runs) as connected, ``disconnect()`` counts them off again and returns those left with no
-    connection, whose open second is then stored. Both run on the event loop without awaiting,
-    so a cancelled connection still counts itself off. ``receive`` runs the socket: frames
-    (:func:`run_frames`) or a browser's scores (:func:`moodlens.web.browser.run_scores`)."""
-    ml.sockets.setdefault(live.info.id, set()).add(ws)
-    ml.left_open.discard(live.info.id)
-    connect()
-    try:
-        await receive(ws, ml, process, live.now)
-    finally:
-        ml.sockets.get(live.info.id, set()).discard(ws)
-        for p in disconnect():
-            ml.record(live, p.flush())
 
 
 def _clean_interrupted(store: Store, uploads: Path) -> None:
