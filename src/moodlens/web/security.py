@@ -21,14 +21,20 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from moodlens.journal import UNAVAILABLE
+
+# A row id in a URL: bounded to what the database's 64-bit integers hold, so a huge number is
+# a 422, never an overflow inside the database driver.
+RowId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 
 log = logging.getLogger("moodlens.web")
 

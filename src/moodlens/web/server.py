@@ -28,11 +28,9 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile, WebSocket
-from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
-from starlette.websockets import WebSocketDisconnect
 
 from moodlens.annotate import hex_colors
 from moodlens.classify import EmotionModel
@@ -45,19 +43,7 @@ from moodlens.web import browser, privacy, sockets
 from moodlens.web.auth import LOGIN_COOKIE, LOGIN_S, STUDENT_COOKIE, Auth, client_address, teacher_token
 from moodlens.web.dashboard import export_name, lesson_report, report_csv, review
 from moodlens.web.live import LiveSession, Recorder
-from moodlens.web.security import Guard, Recent, Throttle, install_error_handlers, page_response, same_origin
-from moodlens.web.sockets import (
-    CLOSE_ENDED,
-    CLOSE_NOT_FOUND,
-    CLOSE_UNAUTHORISED,
-    attend,
-    disconnected,
-    main_face,
-    refuse,
-    run_frames,
-    run_scores,
-)
-from moodlens.web.tiles import GalleryTiles
+from moodlens.web.security import Guard, Recent, RowId, Throttle, install_error_handlers, page_response
 from moodlens.web.uploads import Limits, UploadError, VideoJobs, read_upload_image, video_type
 
 log = logging.getLogger("moodlens.web")
@@ -68,9 +54,6 @@ PRIVACY = ("MoodLens keeps only numbers: for each participant and each second, t
            "and the most likely one. Where a student's browser can, it analyses their camera itself and sends "
            "only those numbers; other camera frames and faces are analysed in memory and never stored; an "
            "uploaded video is deleted as soon as it has been analysed.")
-# A row id in a URL: bounded to what the database's 64-bit integers hold, so a huge number is
-# a 422, never an overflow inside the database driver.
-RowId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 
 
 def default_recognizer() -> Recognizer:
@@ -137,7 +120,7 @@ class MoodLens:
         if live is not None:
             live.ended = True
             for ws in list(self.sockets.pop(session_id, ())):
-                await sockets.close(ws, CLOSE_ENDED, "the session has ended")
+                await sockets.close(ws, sockets.CLOSE_ENDED, "the session has ended")
             self.flush_live(live)
         await run_in_threadpool(self.recorder.flush)
 
@@ -503,150 +486,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
                 "session": {"id": session.id, "title": session.title, "open": session.open,
                             "privacy": session.privacy} if session else None}
 
-    # WebSockets
-    def decode_frame(data: bytes):
-        """A live frame from a socket message, within the live-frame byte and pixel limits
-        (read from its header, before decoding)."""
-        return read_upload_image(data, ml.limits, ml.limits.frame_bytes, ml.limits.frame_pixels)
-
-    @app.websocket("/ws/live")
-    async def ws_live(ws: WebSocket) -> None:
-        """The teacher's own camera: faces back, nothing stored."""
-        if not (same_origin(ws.headers) and ml.auth.is_teacher(ws)):
-            return await refuse(ws, CLOSE_UNAUTHORISED, "log in as the teacher first")
-        await ws.accept()
-        stream, start = ml.recognizer.open_stream(), time.monotonic()
-
-        def process(data: bytes, t: float) -> dict:
-            frame = stream.push(decode_frame(data), t)
-            return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape)}
-
-        await run_frames(ws, ml, process, lambda: time.monotonic() - start)
-
-    async def accept_student(ws: WebSocket):
-        """Accept a student's socket on their live session: (session, participant), or None
-        after closing it."""
-        student = ml.auth.student(ws) if same_origin(ws.headers) else None
-        if student is None:
-            return await refuse(ws, CLOSE_UNAUTHORISED, "join the session first")
-        live = await run_in_threadpool(ml.live_session, student.session_id)
-        if live is None:
-            return await refuse(ws, CLOSE_ENDED, "the session has ended")
-        await ws.accept()
-        return live, live.add(student)
-
-    @app.websocket("/ws/student")
-    async def ws_student(ws: WebSocket) -> None:
-        """A student's camera: their main face becomes their per-second records."""
-        if (accepted := await accept_student(ws)) is None:
-            return
-        live, me = accepted
-        stream = ml.recognizer.open_stream()
-
-        def process(data: bytes, t: float) -> dict:
-            frame = stream.push(decode_frame(data), t)
-            ml.record(live, me.observe(main_face(frame.faces), t))
-            return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape)}
-
-        def connect() -> None:
-            me.connections += 1
-
-        await attend(ws, ml, live, connect, lambda: disconnected([me]), process)
-
-    @app.websocket("/ws/student/scores")
-    async def ws_student_scores(ws: WebSocket) -> None:
-        """Browser mode: the student's browser analyses the camera and sends only scores."""
-        if (accepted := await accept_student(ws)) is None:
-            return
-        live, me = accepted
-        stream = browser.ScoreStream(ml.recognizer)
-
-        def process(text: str, t: float) -> dict:
-            face = stream.push(browser.parse_scores(text, live.info.classes), t)
-            ml.record(live, me.observe(face, t))
-            return {"face": None if face is None else face.to_dict()}
-
-        def connect() -> None:
-            me.connections += 1
-
-        await attend(ws, ml, live, connect, lambda: disconnected([me]), process, run_scores)
-
-    async def accept_teacher(ws: WebSocket, session_id: int) -> LiveSession | None:
-        """Accept a teacher's socket on a live session; close it (and return None) otherwise."""
-        if not (same_origin(ws.headers) and ml.auth.is_teacher(ws)):
-            await refuse(ws, CLOSE_UNAUTHORISED, "log in as the teacher first")
-            return None
-        live = await run_in_threadpool(ml.live_session, session_id)
-        if live is None:
-            await refuse(ws, CLOSE_NOT_FOUND, "no such open session")
-            return None
-        await ws.accept()
-        return live
-
-    @app.websocket("/ws/sessions/{session_id}/gallery")
-    async def ws_gallery(ws: WebSocket, session_id: RowId) -> None:
-        """The teacher's screen capture of the meeting's gallery: a participant per tile."""
-        live = await accept_teacher(ws, session_id)
-        if live is None:
-            return
-        if live.gallery is None:
-            def new_tile(n: int, maybe: int | None):  # called inside gallery.assign, so with gallery.tiles_lock held
-                name = f"Tile {n}" if maybe is None else f"Tile {n} (unsure: {live.participants[maybe].info.name}?)"
-                tile = live.add(ml.store.add_participant(session_id, name, "tile", joined_at=ml.clock()))
-                tile.connections += live.gallery.sockets  # connected while the share(s) last
-                return tile
-            live.gallery = GalleryTiles(ml.recognizer, new_tile)
-        gallery = live.gallery
-
-        def process(data: bytes, t: float) -> dict:
-            image = decode_frame(data)
-            with gallery.lock:  # one frame at a time through the shared stream and tiles
-                frame = gallery.stream.push(image, t)
-                assigned = gallery.assign(frame.faces, image)
-            faces = []
-            for pid, face in assigned.items():
-                ml.record(live, live.participants[pid].observe(face, t))
-                if face is not None:
-                    faces.append({**face.to_dict(), "participant": pid})
-            return {"faces": faces, "shape": list(frame.shape)}
-
-        def connect() -> None:
-            with gallery.tiles_lock:
-                gallery.sockets += 1
-                for pid in gallery.tiles:
-                    live.participants[pid].connections += 1
-
-        def disconnect() -> list:
-            with gallery.tiles_lock:
-                gallery.sockets -= 1
-                return disconnected([live.participants[pid] for pid in gallery.tiles])
-
-        await attend(ws, ml, live, connect, disconnect, process)
-
-    @app.websocket("/ws/sessions/{session_id}/dashboard")
-    async def ws_dashboard(ws: WebSocket, session_id: RowId) -> None:
-        """A snapshot of the live session every second until it ends."""
-        live = await accept_teacher(ws, session_id)
-        if live is None:
-            return
-        ml.sockets.setdefault(session_id, set()).add(ws)
-
-        async def drain() -> None:  # notice when the page goes away
-            while (await ws.receive())["type"] != "websocket.disconnect":
-                pass
-
-        reader = asyncio.create_task(drain())
-        try:
-            while not reader.done() and not live.ended:
-                await ws.send_json({**privacy.visible(await run_in_threadpool(live.snapshot), live.info),
-                                    "storage": ml.storage()})
-                await asyncio.wait([reader], timeout=1.0)
-        except (WebSocketDisconnect, RuntimeError):
-            pass
-        finally:
-            reader.cancel()
-            ml.sockets.get(session_id, set()).discard(ws)
-
+    app.include_router(sockets.router(ml))
     return app
 
 

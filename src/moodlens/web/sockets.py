@@ -6,8 +6,11 @@ who is connected to a live session.
 - :func:`run_scores` takes a browser's score messages (browser mode: the student's own browser
   analyses the camera), every one in order.
 - :func:`attend` runs either for a session's participants and counts them connected meanwhile.
+- :func:`router`: ``/ws/live`` (the teacher's own camera), ``/ws/student`` and
+  ``/ws/student/scores`` (a student's camera or browser), ``/ws/sessions/{id}/gallery`` (the
+  teacher's meeting gallery) and ``/ws/sessions/{id}/dashboard`` (a snapshot every second).
 
-Both loops read through :func:`messages`, which ends quietly when the client goes away.
+Every loop reads through :func:`messages`, which ends quietly when the client goes away.
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
-from fastapi import WebSocket
+from fastapi import APIRouter, WebSocket
+from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from moodlens.journal import database_unavailable
+from moodlens.web import browser, privacy
 from moodlens.web.browser import ScoreError
 from moodlens.web.live import Latest, LiveSession
-from moodlens.web.uploads import UploadError
+from moodlens.web.security import RowId, same_origin
+from moodlens.web.tiles import GalleryTiles
+from moodlens.web.uploads import UploadError, read_upload_image
 
 if TYPE_CHECKING:
     from moodlens.web.server import MoodLens
@@ -188,3 +195,154 @@ async def attend(ws: WebSocket, ml: MoodLens, live: LiveSession, connect: Callab
         ml.sockets.get(live.info.id, set()).discard(ws)
         for p in disconnect():
             ml.record(live, p.flush())
+
+
+def router(ml: MoodLens) -> APIRouter:
+    """The WebSocket routes: the teacher's own camera, a student's camera or browser scores, the
+    teacher's meeting gallery, and the live dashboard."""
+    routes = APIRouter()
+
+    def decode_frame(data: bytes):
+        """A live frame from a socket message, within the live-frame byte and pixel limits
+        (read from its header, before decoding)."""
+        return read_upload_image(data, ml.limits, ml.limits.frame_bytes, ml.limits.frame_pixels)
+
+    @routes.websocket("/ws/live")
+    async def ws_live(ws: WebSocket) -> None:
+        """The teacher's own camera: faces back, nothing stored."""
+        if not (same_origin(ws.headers) and ml.auth.is_teacher(ws)):
+            return await refuse(ws, CLOSE_UNAUTHORISED, "log in as the teacher first")
+        await ws.accept()
+        stream, start = ml.recognizer.open_stream(), time.monotonic()
+
+        def process(data: bytes, t: float) -> dict:
+            frame = stream.push(decode_frame(data), t)
+            return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape)}
+
+        await run_frames(ws, ml, process, lambda: time.monotonic() - start)
+
+    async def accept_student(ws: WebSocket):
+        """Accept a student's socket on their live session: (session, participant), or None
+        after closing it."""
+        student = ml.auth.student(ws) if same_origin(ws.headers) else None
+        if student is None:
+            return await refuse(ws, CLOSE_UNAUTHORISED, "join the session first")
+        live = await run_in_threadpool(ml.live_session, student.session_id)
+        if live is None:
+            return await refuse(ws, CLOSE_ENDED, "the session has ended")
+        await ws.accept()
+        return live, live.add(student)
+
+    @routes.websocket("/ws/student")
+    async def ws_student(ws: WebSocket) -> None:
+        """A student's camera: their main face becomes their per-second records."""
+        if (accepted := await accept_student(ws)) is None:
+            return
+        live, me = accepted
+        stream = ml.recognizer.open_stream()
+
+        def process(data: bytes, t: float) -> dict:
+            frame = stream.push(decode_frame(data), t)
+            ml.record(live, me.observe(main_face(frame.faces), t))
+            return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape)}
+
+        def connect() -> None:
+            me.connections += 1
+
+        await attend(ws, ml, live, connect, lambda: disconnected([me]), process)
+
+    @routes.websocket("/ws/student/scores")
+    async def ws_student_scores(ws: WebSocket) -> None:
+        """Browser mode: the student's browser analyses the camera and sends only scores."""
+        if (accepted := await accept_student(ws)) is None:
+            return
+        live, me = accepted
+        stream = browser.ScoreStream(ml.recognizer)
+
+        def process(text: str, t: float) -> dict:
+            face = stream.push(browser.parse_scores(text, live.info.classes), t)
+            ml.record(live, me.observe(face, t))
+            return {"face": None if face is None else face.to_dict()}
+
+        def connect() -> None:
+            me.connections += 1
+
+        await attend(ws, ml, live, connect, lambda: disconnected([me]), process, run_scores)
+
+    async def accept_teacher(ws: WebSocket, session_id: int) -> LiveSession | None:
+        """Accept a teacher's socket on a live session; close it (and return None) otherwise."""
+        if not (same_origin(ws.headers) and ml.auth.is_teacher(ws)):
+            await refuse(ws, CLOSE_UNAUTHORISED, "log in as the teacher first")
+            return None
+        live = await run_in_threadpool(ml.live_session, session_id)
+        if live is None:
+            await refuse(ws, CLOSE_NOT_FOUND, "no such open session")
+            return None
+        await ws.accept()
+        return live
+
+    @routes.websocket("/ws/sessions/{session_id}/gallery")
+    async def ws_gallery(ws: WebSocket, session_id: RowId) -> None:
+        """The teacher's screen capture of the meeting's gallery: a participant per tile."""
+        live = await accept_teacher(ws, session_id)
+        if live is None:
+            return
+        if live.gallery is None:
+            def new_tile(n: int, maybe: int | None):  # called inside gallery.assign, so with gallery.tiles_lock held
+                name = f"Tile {n}" if maybe is None else f"Tile {n} (unsure: {live.participants[maybe].info.name}?)"
+                tile = live.add(ml.store.add_participant(session_id, name, "tile", joined_at=ml.clock()))
+                tile.connections += live.gallery.sockets  # connected while the share(s) last
+                return tile
+            live.gallery = GalleryTiles(ml.recognizer, new_tile)
+        gallery = live.gallery
+
+        def process(data: bytes, t: float) -> dict:
+            image = decode_frame(data)
+            with gallery.lock:  # one frame at a time through the shared stream and tiles
+                frame = gallery.stream.push(image, t)
+                assigned = gallery.assign(frame.faces, image)
+            faces = []
+            for pid, face in assigned.items():
+                ml.record(live, live.participants[pid].observe(face, t))
+                if face is not None:
+                    faces.append({**face.to_dict(), "participant": pid})
+            return {"faces": faces, "shape": list(frame.shape)}
+
+        def connect() -> None:
+            with gallery.tiles_lock:
+                gallery.sockets += 1
+                for pid in gallery.tiles:
+                    live.participants[pid].connections += 1
+
+        def disconnect() -> list:
+            with gallery.tiles_lock:
+                gallery.sockets -= 1
+                return disconnected([live.participants[pid] for pid in gallery.tiles])
+
+        await attend(ws, ml, live, connect, disconnect, process)
+
+    @routes.websocket("/ws/sessions/{session_id}/dashboard")
+    async def ws_dashboard(ws: WebSocket, session_id: RowId) -> None:
+        """A snapshot of the live session every second until it ends."""
+        live = await accept_teacher(ws, session_id)
+        if live is None:
+            return
+        ml.sockets.setdefault(session_id, set()).add(ws)
+
+        async def drain() -> None:  # notice when the page goes away
+            async for _ in messages(ws):
+                pass
+
+        reader = asyncio.create_task(drain())
+        try:
+            while not reader.done() and not live.ended:
+                await ws.send_json({**privacy.visible(await run_in_threadpool(live.snapshot), live.info),
+                                    "storage": ml.storage()})
+                await asyncio.wait([reader], timeout=1.0)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            reader.cancel()
+            ml.sockets.get(session_id, set()).discard(ws)
+
+    return routes
