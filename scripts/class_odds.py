@@ -50,11 +50,11 @@ def face_pools(votes: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def read_faces(images: list[np.ndarray], recognizers: list[Recognizer], rng: np.random.Generator,
-               desc: str) -> list[list[list[np.ndarray | None]]]:
+               desc: str, size: int = 150) -> list[list[list[np.ndarray | None]]]:
     """For each model, each face's 4 webcam variants: the main face's scores, or None."""
     out: list[list[list[np.ndarray | None]]] = [[] for _ in recognizers]
     for face in tqdm(images, desc=desc, unit="face"):
-        variants = [cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) for jpeg in webcam(face, rng)]
+        variants = [cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) for jpeg in webcam(face, rng, size=size)]
         detections = [recognizers[0].detect(v)[:1] for v in variants]  # largest first: the main face
         for k, r in enumerate(recognizers):
             read = []
@@ -118,6 +118,8 @@ def main() -> None:
     ap.add_argument("--votes", type=float, default=0.7)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rise", type=float, default=Rules.rise, help="the flags' rise threshold (attention.Rules)")
+    ap.add_argument("--face-px", type=int, default=150,
+                    help="face height in the 320x240 frame (150: a webcam; about 60: a tile of a 5x5 meeting gallery)")
     args = ap.parse_args()
     if not 0 < args.changers <= args.students:
         ap.error("--changers must be between 1 and --students")
@@ -128,8 +130,8 @@ def main() -> None:
         r.detector = detector
     rng = np.random.default_rng(args.seed)
     calm_pool, negative_pool = face_pools(args.votes)
-    calm_read = read_faces(calm_pool, recognizers, rng, "calm faces")
-    negative_read = read_faces(negative_pool, recognizers, rng, "negative faces")
+    calm_read = read_faces(calm_pool, recognizers, rng, "calm faces", args.face_px)
+    negative_read = read_faces(negative_pool, recognizers, rng, "negative faces", args.face_px)
     # only faces found in at least one frame, as class_sim keeps only faces the detector finds
     calm_ok = [i for i, v in enumerate(calm_read[0]) if any(p is not None for p in v)]
     negative_ok = [i for i, v in enumerate(negative_read[0]) if any(p is not None for p in v)]

@@ -55,16 +55,16 @@ class Student:
     errors: list[str] = field(default_factory=list)
 
 
-def webcam(face: np.ndarray, rng: np.random.Generator, variants: int = 4) -> list[bytes]:
-    """A 48x48 grey face as 320x240 webcam JPEGs: the face 150 px tall on a plain wall,
+def webcam(face: np.ndarray, rng: np.random.Generator, variants: int = 4, size: int = 150) -> list[bytes]:
+    """A 48x48 grey face as 320x240 webcam JPEGs: the face ``size`` px tall on a plain wall,
     moved a few pixels and lit a little differently frame to frame."""
     wall = int(rng.integers(60, 200))
     frames = []
     for _ in range(variants):
         frame = np.full((240, 320), wall, np.uint8)
         dx, dy = rng.integers(-4, 5, 2)
-        x, y = 85 + dx, 45 + dy
-        frame[y:y + 150, x:x + 150] = cv2.resize(face, (150, 150), interpolation=cv2.INTER_CUBIC)
+        x, y = (320 - size) // 2 + dx, (240 - size) // 2 + dy
+        frame[y:y + size, x:x + size] = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
         frame = np.clip(frame.astype(np.float32) * rng.uniform(0.92, 1.08), 0, 255).astype(np.uint8)
         frames.append(cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])[1]
                       .tobytes())
