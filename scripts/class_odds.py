@@ -36,6 +36,7 @@ from moodlens.aggregate import SecondRecord  # noqa: E402
 from moodlens.attention import ClassWatch, Rules  # noqa: E402
 from moodlens.classify import EmotionModel  # noqa: E402
 from moodlens.data import load_fer2013  # noqa: E402
+from moodlens.detect import create_detector  # noqa: E402
 from moodlens.faces import Face  # noqa: E402
 from moodlens.recognizer import Recognizer  # noqa: E402
 
@@ -50,9 +51,9 @@ def face_pools(votes: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def read_faces(images: list[np.ndarray], recognizers: list[Recognizer], rng: np.random.Generator,
-               desc: str, size: int = 150) -> list[list[list[np.ndarray | None]]]:
-    """For each model, each face's 4 webcam variants: the main face's scores, or None."""
-    out: list[list[list[np.ndarray | None]]] = [[] for _ in recognizers]
+               desc: str, size: int = 150) -> list[list[list[dict]]]:
+    """For each model, each face's stored seconds (:func:`face_seconds`) over its 4 webcam variants."""
+    out: list[list[list[dict]]] = [[] for _ in recognizers]
     for face in tqdm(images, desc=desc, unit="face"):
         variants = [cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) for jpeg in webcam(face, rng, size=size)]
         detections = [recognizers[0].detect(v)[:1] for v in variants]  # largest first: the main face
@@ -61,21 +62,24 @@ def read_faces(images: list[np.ndarray], recognizers: list[Recognizer], rng: np.
             for image, found in zip(variants, detections):
                 faces = r.classify(image, [Face(f.box, f.landmarks, f.detection_score) for f in found])
                 read.append(np.array([faces[0].scores[c] for c in r.classes]) if faces and faces[0].scores else None)
-            out[k].append(read)
+            out[k].append(face_seconds(read, r.classes))
     return out
 
 
-def second_scores(variants: list[np.ndarray | None], second: int) -> np.ndarray | None:
-    """The stored scores of a second: frames 2s and 2s+1 were variants (2s) % 4 and (2s+1) % 4."""
-    seen = [variants[(2 * second + j) % len(variants)] for j in range(2)]
-    seen = [p for p in seen if p is not None]
-    return np.mean(seen, axis=0) if seen else None
+def face_seconds(variants: list[np.ndarray | None], classes: tuple[str, ...]) -> list[dict]:
+    """The scores stored for a face's even and odd seconds ({} when no frame had a face): the 4
+    variants are sent in turn at 2 frames/s, so second s holds variants (2s) % 4 and (2s+1) % 4."""
+    seconds = []
+    for pair in (variants[:2], variants[2:]):
+        seen = [p for p in pair if p is not None]
+        seconds.append(dict(zip(classes, np.mean(seen, axis=0).tolist())) if seen else {})
+    return seconds
 
 
 def lesson(calm: list, changed: dict[int, list], classes: tuple[str, ...], seconds: int, change_at: int,
            within: int, rules: Rules | None = None) -> dict:
     """One simulated lesson: ``calm[i]`` is student i's calm face, ``changed[i]`` the negative face
-    a changer shows from ``change_at``."""
+    a changer shows from ``change_at``, each as :func:`face_seconds`."""
     watch = ClassWatch(classes, rules)
     raised: dict[int, int] = {}
     blinked: set[int] = set()
@@ -83,8 +87,7 @@ def lesson(calm: list, changed: dict[int, list], classes: tuple[str, ...], secon
     for s in range(seconds):
         records = {}
         for i, face in enumerate(calm):
-            p = second_scores(changed[i] if i in changed and s >= change_at else face, s)
-            scores = dict(zip(classes, p.tolist())) if p is not None else {}
+            scores = (changed[i] if i in changed and s >= change_at else face)[s % 2]
             records[i] = SecondRecord(s, i, max(scores, key=scores.get) if scores else None, scores, 2)
         watch.step(s, records)
         for i in range(len(calm)):
@@ -124,17 +127,15 @@ def main() -> None:
     if not 0 < args.changers <= args.students:
         ap.error("--changers must be between 1 and --students")
 
-    recognizers = [Recognizer(EmotionModel(m) if m else None) for m in (args.models or [None])]
-    detector = recognizers[0].detector
-    for r in recognizers[1:]:
-        r.detector = detector
+    detector = create_detector()  # one detector finds the faces every model then reads
+    recognizers = [Recognizer(EmotionModel(m) if m else None, detector) for m in (args.models or [None])]
     rng = np.random.default_rng(args.seed)
     calm_pool, negative_pool = face_pools(args.votes)
     calm_read = read_faces(calm_pool, recognizers, rng, "calm faces", args.face_px)
     negative_read = read_faces(negative_pool, recognizers, rng, "negative faces", args.face_px)
     # only faces found in at least one frame, as class_sim keeps only faces the detector finds
-    calm_ok = [i for i, v in enumerate(calm_read[0]) if any(p is not None for p in v)]
-    negative_ok = [i for i, v in enumerate(negative_read[0]) if any(p is not None for p in v)]
+    calm_ok = [i for i, v in enumerate(calm_read[0]) if any(v)]
+    negative_ok = [i for i, v in enumerate(negative_read[0]) if any(v)]
     print(f"{len(calm_ok)} calm and {len(negative_ok)} negative PublicTest faces found in webcam frames")
 
     draws = []

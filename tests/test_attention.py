@@ -124,19 +124,16 @@ def test_class_odds_lessons_count_catches_and_calm_flags_as_class_sim_judges_the
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from class_odds import lesson
+    from class_odds import face_seconds, lesson
 
     rng = np.random.default_rng(0)
 
-    def face(mix):  # 4 webcam variants of one face, as the model reads them
-        return [record(0, 0, mix, rng, noise=0.02).scores for _ in range(4)]
+    def face(mix, unseen=()):  # 4 webcam variants of one face as the model reads them (None: no face found)
+        variants = [np.array([record(0, 0, mix, rng, noise=0.02).scores[c] for c in CLASSES]) for _ in range(4)]
+        return face_seconds([None if k in unseen else v for k, v in enumerate(variants)], CLASSES)
 
-    def vectors(variants):
-        return [np.array([v[c] for c in CLASSES]) for v in variants]
-
-    calm = [vectors(face(RESTING_SAD if i % 4 == 0 else CALM)) for i in range(20)]
-    calm[5][1] = None  # a frame where the detector found no face
-    changed = {i: vectors(face(SAD)) for i in (1, 2, 3, 5)}
+    calm = [face(RESTING_SAD if i % 4 == 0 else CALM, unseen=(1,) if i == 5 else ()) for i in range(20)]
+    changed = {i: face(SAD) for i in (1, 2, 3, 5)}
     changed[4] = calm[4]  # a changer whose negative face the model reads as their calm one
     result = lesson(calm, changed, CLASSES, seconds=90, change_at=40, within=20)
     assert result["caught"] == 4 and result["calm_flagged"] == 0 and result["blinked"] == 0
