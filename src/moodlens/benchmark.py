@@ -34,7 +34,7 @@ from moodlens.recognizer import Recognizer
 
 
 def time_ms(*fns: Callable[[], object], repeat: int, warmup: int = 3,
-             stat: str = "median") -> float | list[float]:
+            stat: str = "median") -> float | list[float]:
     """Median (or, with ``stat="min"``, best) milliseconds of each of ``fns``, called in turn
     ``repeat`` times, so that two things compared share the same moments of a busy machine; one
     figure for one function."""
