@@ -12,10 +12,15 @@ faces read as mostly negative::
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from moodlens.aggregate import NEGATIVE
-from moodlens.classify import EmotionModel
-from moodlens.data import load_fer2013
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from class_sim import agreed  # noqa: E402
+
+from moodlens.aggregate import NEGATIVE  # noqa: E402
+from moodlens.classify import EmotionModel  # noqa: E402
+from moodlens.data import load_fer2013  # noqa: E402
 
 DATA = "../shared/datasets/fer2013/"
 
@@ -29,8 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     faces = load_fer2013(args.data, "PublicTest", ferplus=args.ferplus)
     negative = [faces.classes.index(c) for c in NEGATIVE]
-    groups = {"calm": faces.soft[:, faces.classes.index("neutral")] >= args.votes,
-              "negative": faces.soft[:, negative].sum(1) >= args.votes}
+    groups = dict(zip(("calm", "negative"), agreed(faces, args.votes)))
     for path in args.models:
         read = EmotionModel(path).predict(faces.images)[:, negative].sum(1)
         print(path + ": " + "; ".join(f"{name} faces (n={mask.sum()}) read {read[mask].mean():.2f} negative, "

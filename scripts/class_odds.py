@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from class_sim import NEGATIVE, SHARED, webcam  # noqa: E402
+from class_sim import SHARED, agreed, webcam  # noqa: E402
 
 from moodlens.aggregate import SecondRecord  # noqa: E402
 from moodlens.attention import ClassWatch, Rules  # noqa: E402
@@ -44,10 +44,8 @@ from moodlens.recognizer import Recognizer  # noqa: E402
 def face_pools(votes: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """PublicTest faces most annotators called neutral, and those they called negative."""
     faces = load_fer2013(SHARED / "fer2013.csv.gz", "PublicTest", ferplus=SHARED / "fer2013new.csv")
-    col = {c: i for i, c in enumerate(faces.classes)}
-    negative = sum(faces.soft[:, col[c]] for c in NEGATIVE)
-    calm = faces.images[faces.soft[:, col["neutral"]] >= votes]
-    return list(calm), list(faces.images[negative >= votes])
+    calm, negative = agreed(faces, votes)
+    return list(faces.images[calm]), list(faces.images[negative])
 
 
 def read_faces(images: list[np.ndarray], recognizers: list[Recognizer], rng: np.random.Generator,

@@ -71,6 +71,14 @@ def webcam(face: np.ndarray, rng: np.random.Generator, variants: int = 4, size: 
     return frames
 
 
+def agreed(faces, votes: float) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of a FER+-labelled :class:`~moodlens.data.FaceSet`: the faces at least ``votes`` of
+    the annotators called neutral (calm), and those at least ``votes`` called sad, fear or angry
+    in any mix (negative)."""
+    col = {c: i for i, c in enumerate(faces.classes)}
+    return faces.soft[:, col["neutral"]] >= votes, sum(faces.soft[:, col[c]] for c in NEGATIVE) >= votes
+
+
 def choose_faces(calm_n: int, negative_n: int, seed: int, votes: float) -> tuple[list, list]:
     """PublicTest faces by FER+ votes: ``calm_n`` where at least ``votes`` of the annotators said
     neutral, ``negative_n`` where at least ``votes`` said sad, fear or angry (any mix); only faces
@@ -79,9 +87,7 @@ def choose_faces(calm_n: int, negative_n: int, seed: int, votes: float) -> tuple
     from moodlens.detect import create_detector
 
     faces = load_fer2013(SHARED / "fer2013.csv.gz", "PublicTest", ferplus=SHARED / "fer2013new.csv")
-    col = {c: i for i, c in enumerate(faces.classes)}
-    neutral = faces.soft[:, col["neutral"]]
-    negative = sum(faces.soft[:, col[c]] for c in NEGATIVE)
+    calm, negative = agreed(faces, votes)
     rng = np.random.default_rng(seed)
     detector = create_detector()
 
@@ -96,7 +102,7 @@ def choose_faces(calm_n: int, negative_n: int, seed: int, votes: float) -> tuple
                 return out
         raise SystemExit(f"only {len(out)} usable PublicTest faces for {n} students")
 
-    return pick(np.where(neutral >= votes)[0], calm_n), pick(np.where(negative >= votes)[0], negative_n)
+    return pick(np.where(calm)[0], calm_n), pick(np.where(negative)[0], negative_n)
 
 
 async def stream(student: Student, address: str, started_at: float, fps: float, seconds: float, t0: float,
