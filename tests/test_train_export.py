@@ -12,6 +12,7 @@ import pytest
 from conftest import FER_CSV
 from moodlens import train as train_module
 from moodlens.classify import EmotionModel, ModelError
+from moodlens.cli import main
 from moodlens.data import load_fer2013
 from moodlens.errors import MoodLensError
 from moodlens.export import export
@@ -67,6 +68,26 @@ def test_interrupted_run_resumes_where_it_stopped(run, tmp_path, monkeypatch):
     assert len(first) == 2 and len(rows) == 3 and rows[1] == first[1] and rows[2].startswith("2,")
     with pytest.raises(MoodLensError, match="same --epochs"):
         train(TrainConfig(**{**short.__dict__, "epochs": 5, "resume": str(tmp_path / "last.pt")}))
+
+
+def test_init_starts_a_fresh_schedule_from_a_trained_run(run, tmp_path, capsys):
+    cfg, report = run
+    best = Path(cfg.out) / "best.pt"
+    tuned = train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "tuned"), "init": str(best), "epochs": 1,
+                                 "limit": 100, "lr": 1e-6}))
+    # One epoch at a tiny learning rate keeps the trained weights, so the trained run's balanced
+    # recall; a fresh net after one such epoch reads nearly every face as one class (0.5).
+    recall = [s["recall"] for s in tuned["per_class"].values()]
+    assert np.mean(recall) > 0.65 and abs(tuned["accuracy"] - report["accuracy"]) < 0.05, tuned["per_class"]
+    source = torch.load(best, weights_only=False)
+    assert source["epoch"] > 1 and torch.load(tmp_path / "tuned" / "last.pt", weights_only=False)["epoch"] == 1
+    capsys.readouterr()
+    for name, args in [("other preset", ["--arch", "moodnet_s", "--classes", "happy,surprise"]),
+                       ("other classes", ["--arch", "moodnet_xs", "--classes", "happy,sad"])]:
+        code = main(["train", str(FER_CSV), "--out", str(tmp_path / "bad"), "--limit", "50", "--epochs", "1",
+                     "--init", str(best), *args])
+        err = capsys.readouterr().err
+        assert code == 2 and "a moodnet_xs for happy, surprise; this run trains" in err and err.count("\n") == 1, name
 
 
 def test_export_matches_torch_on_real_faces(run, tmp_path):

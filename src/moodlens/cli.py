@@ -57,10 +57,13 @@ def cmd_train(args) -> int:
 
     if args.pretrained and not args.backbone:
         raise MoodLensError("--pretrained needs --backbone: the architecture of the weights in the file")
+    if args.pretrained and args.init:
+        raise MoodLensError("--pretrained and --init both choose the starting weights; give one")
     cfg = TrainConfig(data=args.data, out=args.out, model=args.backbone or args.arch, classes=args.classes,
                       ferplus=args.ferplus, ferplus_classes=args.ferplus_8, ferplus_weight=args.ferplus_weight,
                       degrade=args.degrade, ema=args.ema, teacher=args.teacher,
-                      teacher_weight=args.teacher_weight, pretrained=args.pretrained, freeze_epochs=args.freeze_epochs,
+                      teacher_weight=args.teacher_weight, pretrained=args.pretrained, init=args.init,
+                      freeze_epochs=args.freeze_epochs,
                       finetune_lr=args.finetune_lr,
                       train_split=args.train_split, val_split=args.val_split, epochs=args.epochs,
                       batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
@@ -353,7 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-bf16", action="store_true", help="train in float32 (bf16 autocast is used where supported)")
     sp.add_argument("--threads", type=int, help="CPU threads (default: all cores; 1 is faster on a machine busy "
                     "with other work, where threads wait for each other)")
-    sp.add_argument("--resume", help="continue from a last.pt checkpoint")
+    sp.add_argument("--init", metavar="CKPT",
+                    help="start from the weights of another run's checkpoint (.pt, same --arch and classes) "
+                    "with a fresh schedule: fine-tune on new faces, or give a trained model a second cycle")
+    sp.add_argument("--resume", help="continue from a last.pt checkpoint (same --epochs)")
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix of a model",

@@ -50,6 +50,7 @@ class TrainConfig:
     teacher: list[str] | None = None
     teacher_weight: float = 0.7
     pretrained: str | None = None
+    init: str | None = None
     freeze_epochs: int = 3
     finetune_lr: float = 0.1
     train_split: str | None = "Training"
@@ -227,6 +228,8 @@ def train(cfg: TrainConfig) -> dict:
             load_backbone(model, cfg.model, cfg.pretrained)
         except ValueError as e:
             raise MoodLensError(str(e)) from None
+    if cfg.init and not cfg.resume:
+        init_weights(model, spec, cfg.model, cfg.init)
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer, peaks = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
@@ -348,6 +351,19 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, PreprocessSpec, 
     model = create_model(cfg.model, num_classes=len(spec.classes))
     model.load_state_dict(state["model"])
     return model.eval(), spec, cfg
+
+
+def init_weights(model: torch.nn.Module, spec: PreprocessSpec, preset: str, path: str) -> None:
+    """Start ``model`` from the evaluated weights of another run's checkpoint. Unlike
+    ``--resume`` the schedule starts afresh, so a trained model can be fine-tuned on new faces or
+    given a second learning-rate cycle."""
+    source, source_spec, source_cfg = load_checkpoint(path)
+    if source_cfg.model != preset or source_spec.classes != spec.classes:
+        raise MoodLensError(f"{path}: a {source_cfg.model} for {', '.join(source_spec.classes)}; this run trains a "
+                            f"{preset} for {', '.join(spec.classes)}")
+    if source_spec != spec:
+        raise MoodLensError(f"{path}: trained with other preprocessing ({source_spec.to_json()})")
+    model.load_state_dict(source.state_dict())
 
 
 def teacher_probs(paths: list[str], images: np.ndarray, classes: tuple[str, ...], device: torch.device,
