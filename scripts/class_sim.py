@@ -38,8 +38,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load_test import free_port, start_server, wait_until_up  # noqa: E402
 
+from moodlens.aggregate import NEGATIVE  # noqa: E402
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fer2013"
-NEGATIVE = ("sad", "fear", "angry")
 
 
 @dataclass
