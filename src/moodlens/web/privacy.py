@@ -20,10 +20,15 @@ from starlette.concurrency import run_in_threadpool
 
 from moodlens.aggregate import class_timeline
 from moodlens.store import CLASS_ONLY, Session, Store
+from moodlens.web.security import json_object
 
 MIN_CLASS = 5  # fewer students and a class figure would say too much about each of them
 RETENTION_KEY = "retention_days"
 MAX_RETENTION_DAYS = 3650
+STATEMENT = ("MoodLens keeps only numbers: for each participant and each second, the share of each emotion "
+             "and the most likely one. Where a student's browser can, it analyses their camera itself and sends "
+             "only those numbers; other camera frames and faces are analysed in memory and never stored; an "
+             "uploaded video is deleted as soon as it has been analysed.")
 
 
 def visible(view: dict, session: Session, minimum: int = MIN_CLASS) -> dict:
@@ -100,10 +105,7 @@ def router(store: Store, teacher, clock, forget) -> APIRouter:
     @routes.put("/api/settings/retention")
     async def set_retention(request: Request) -> dict:
         teacher(request)
-        try:
-            days = (await request.json()).get("retention_days")
-        except (ValueError, AttributeError):
-            raise HTTPException(400, 'expected {"retention_days": days or null}') from None
+        days = (await json_object(request)).get("retention_days")
         if days is not None and (not isinstance(days, int) or isinstance(days, bool)
                                  or not 1 <= days <= MAX_RETENTION_DAYS):
             raise HTTPException(400, f"retention_days must be a whole number of days, 1 to {MAX_RETENTION_DAYS}, "

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -223,3 +223,14 @@ class Recent:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+async def json_object(request: Request) -> dict:
+    """The request's JSON body, which must be an object; else 400."""
+    try:
+        body = await request.json()
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
+        raise HTTPException(400, "expected a JSON body") from None
+    if not isinstance(body, dict):
+        raise HTTPException(400, "expected a JSON object")
+    return body

@@ -15,7 +15,6 @@ import ipaddress
 import logging
 import os
 import re
-import secrets
 import shutil
 import socket
 import tempfile
@@ -38,22 +37,17 @@ from moodlens.detect import create_detector
 from moodlens.errors import MoodLensError
 from moodlens.journal import Journal
 from moodlens.recognizer import Recognizer
-from moodlens.store import CLASS_ONLY, PRIVACY_MODES, Session, Store, database_url, journal_path, safe_text, shown_url
-from moodlens.web import browser, privacy, sockets
-from moodlens.web.auth import LOGIN_COOKIE, LOGIN_S, STUDENT_COOKIE, Auth, client_address, teacher_token
-from moodlens.web.dashboard import export_name, lesson_report, report_csv, review
+from moodlens.store import Session, Store, database_url, journal_path, safe_text, shown_url
+from moodlens.web import browser, privacy, sessions, sockets
+from moodlens.web.auth import LOGIN_COOKIE, LOGIN_S, STUDENT_COOKIE, Auth, teacher_token
 from moodlens.web.live import LiveSession, Recorder
-from moodlens.web.security import Guard, Recent, RowId, Throttle, install_error_handlers, page_response
+from moodlens.web.security import Guard, Recent, Throttle, install_error_handlers, page_response
 from moodlens.web.uploads import Limits, UploadError, VideoJobs, read_upload_image, video_type
 
 log = logging.getLogger("moodlens.web")
 
 HERE = Path(__file__).resolve().parent
 PAGES = HERE / "pages"
-PRIVACY = ("MoodLens keeps only numbers: for each participant and each second, the share of each emotion "
-           "and the most likely one. Where a student's browser can, it analyses their camera itself and sends "
-           "only those numbers; other camera frames and faces are analysed in memory and never stored; an "
-           "uploaded video is deleted as soon as it has been analysed.")
 
 
 def default_recognizer() -> Recognizer:
@@ -226,12 +220,6 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
                 raise HTTPException(429, "too many wrong teacher tokens from this address; wait a minute")
             raise HTTPException(401, "log in as the teacher first")
 
-    def session_or_404(session_id: int) -> Session:
-        session = ml.store.get_session(session_id)
-        if session is None:
-            raise HTTPException(404, f"no session {session_id}")
-        return session
-
     # pages
     def page(name: str, who: str = "teacher") -> Callable[[Request], Awaitable[Response]]:
         async def show(request: Request) -> Response:
@@ -290,7 +278,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         if not ml.auth.is_teacher(request) and ml.auth.student(request) is None:
             raise HTTPException(401, "log in or join a session first")
         limits = ml.limits
-        return {"classes": list(ml.recognizer.classes), "colors": hex_colors(), "privacy": PRIVACY,
+        return {"classes": list(ml.recognizer.classes), "colors": hex_colors(), "privacy": privacy.STATEMENT,
                 "limits": {"image_bytes": limits.image_bytes, "video_bytes": limits.video_bytes,
                            "frame_bytes": limits.frame_bytes}}
 
@@ -336,156 +324,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
             raise HTTPException(404, f"no video job {job_id}")
         return {"job": job.to_dict(frames=job.status == "done")}
 
-    # sessions
-    @app.get("/api/sessions")
-    async def list_sessions(request: Request) -> dict:
-        teacher(request)
-        sessions = await run_in_threadpool(ml.store.list_sessions)
-        return {"sessions": [{**s, "left_open": s["open"] and s["id"] in ml.left_open} for s in sessions]}
-
-    @app.post("/api/sessions", status_code=201)
-    async def create_session(request: Request) -> dict:
-        teacher(request)
-        body = await _json(request)
-        title = safe_text(body.get("title") or "", 120) or time.strftime("Class %Y-%m-%d %H:%M")
-        mode = body.get("privacy") or PRIVACY_MODES[0]
-        if mode not in PRIVACY_MODES:
-            raise HTTPException(400, f"privacy must be one of: {', '.join(PRIVACY_MODES)}")
-        session = await run_in_threadpool(ml.store.create_session, title, ml.recognizer.classes, "class", ml.clock(),
-                                          mode)
-        ml.live_session(session)
-        return {"session": session.to_dict()}
-
-    @app.get("/api/sessions/{session_id}")
-    async def get_session(request: Request, session_id: RowId) -> dict:
-        teacher(request)
-        session = await run_in_threadpool(session_or_404, session_id)
-        live = ml.live_session(session)
-        if live is not None:
-            return {**privacy.visible(await run_in_threadpool(live.snapshot), session), "storage": ml.storage()}
-        return privacy.visible(await run_in_threadpool(review, ml.store, session), session)
-
-    @app.post("/api/sessions/{session_id}/end")
-    async def end_session(request: Request, session_id: RowId) -> dict:
-        teacher(request)
-        await run_in_threadpool(session_or_404, session_id)
-        await ml.end(session_id)
-        return {"session": ml.store.get_session(session_id).to_dict()}
-
-    @app.delete("/api/sessions/{session_id}")
-    async def delete_session(request: Request, session_id: RowId) -> dict:
-        teacher(request)
-        await run_in_threadpool(session_or_404, session_id)
-        await ml.end(session_id)
-        await run_in_threadpool(ml.store.delete_session, session_id)
-        ml.auth.forget(session_id)
-        return {"deleted": session_id}
-
-    @app.get("/api/sessions/{session_id}/export")
-    async def export(request: Request, session_id: RowId, format: str = "csv") -> Response:
-        teacher(request)
-        if format not in ("csv", "json"):
-            raise HTTPException(400, "format must be csv or json")
-        await run_in_threadpool(ml.recorder.flush)
-        session = await run_in_threadpool(session_or_404, session_id)
-        if session.privacy == CLASS_ONLY:
-            data = await run_in_threadpool(privacy.class_export, ml.store, session, format)
-        elif format == "json":
-            data = await run_in_threadpool(ml.store.export_json, session_id)
-        else:
-            data = await run_in_threadpool(ml.store.export_csv, session_id)
-        if data is None:
-            raise HTTPException(404, f"no session {session_id}")
-        session = await run_in_threadpool(ml.store.get_session, session_id)
-        headers = {"Content-Disposition": f'attachment; filename="{export_name(session, format)}"'}
-        if format == "json":
-            return JSONResponse(data, headers=headers)
-        return Response(data, media_type="text/csv", headers=headers)
-
-    @app.patch("/api/participants/{participant_id}")
-    async def rename(request: Request, participant_id: RowId) -> dict:
-        teacher(request)
-        name = safe_text((await _json(request)).get("name") or "", 60)
-        if not name:
-            raise HTTPException(400, "name must not be empty")
-        if not await run_in_threadpool(ml.store.rename_participant, participant_id, name):
-            raise HTTPException(404, f"no participant {participant_id}")
-        ml.auth.renamed(participant_id, name)
-        for live in ml.live.values():
-            if participant_id in live.participants:
-                live.participants[participant_id].info.name = name
-        return {"id": participant_id, "name": name}
-
-    # after class and during it: the lesson report, acknowledging a flag
-    @app.get("/api/sessions/{session_id}/report")
-    async def report(request: Request, session_id: RowId, format: str = "json") -> Response:
-        teacher(request)
-        if format not in ("csv", "json"):
-            raise HTTPException(400, "format must be csv or json")
-        session = await run_in_threadpool(session_or_404, session_id)
-        await run_in_threadpool(ml.recorder.flush)
-        data = privacy.visible_report(await run_in_threadpool(lesson_report, ml.store, session), session)
-        if format == "json":
-            return JSONResponse(data)
-        return Response(report_csv(data), media_type="text/csv", headers={
-            "Content-Disposition": f'attachment; filename="{export_name(session, "report.csv")}"'})
-
-    @app.post("/api/sessions/{session_id}/acknowledge")
-    async def acknowledge(request: Request, session_id: RowId) -> dict:
-        teacher(request)
-        body = await _json(request)
-        try:
-            participant, start = int(body.get("participant")), int(body.get("start"))
-        except (TypeError, ValueError):
-            raise HTTPException(400, "participant and start must be numbers") from None
-        live = ml.live_session(await run_in_threadpool(session_or_404, session_id))
-        if live is None:
-            raise HTTPException(409, "the session has ended")
-        if not live.acknowledge(participant, start):
-            raise HTTPException(404, f"no flag of participant {participant} starting at second {start}")
-        await run_in_threadpool(ml.store.acknowledge, session_id, participant, start)
-        return {"participant": participant, "start": start, "acknowledged": True}
-
-    # students
-    @app.post("/api/join")
-    async def join(request: Request) -> Response:
-        client = client_address(request)
-        body = await _json(request)
-        code = re.sub(r"[^0-9A-Za-z]", "", str(body.get("code") or ""))[:16].upper()
-        if (client, code) not in ml.joined and ml.join_failures.blocked(client):
-            raise HTTPException(429, "too many wrong codes from this address; wait a minute")
-        name = safe_text(body.get("name") or "", 40)
-        if not name:
-            raise HTTPException(400, "enter your name")
-        session = await run_in_threadpool(ml.store.session_by_code, code) if code else None
-        # only an open class session takes students (a video upload's session has a code too)
-        live = await run_in_threadpool(ml.live_session, session) if session is not None else None
-        if live is None:
-            ml.join_failures.hit(client)
-            raise HTTPException(404, "no open session with this code")
-        if len(live.participants) >= ml.limits.participants:
-            raise HTTPException(429, f"this session is full ({ml.limits.participants} participants)")
-        ml.joined.add((client, code))
-        token = secrets.token_urlsafe(24)
-        participant = await run_in_threadpool(ml.store.add_participant, session.id, name, "student", token, ml.clock())
-        live.add(participant)
-        response = JSONResponse({"participant": participant.to_dict(), "token": token,
-                                 "session": {"id": session.id, "title": session.title}})
-        response.set_cookie(STUDENT_COOKIE, token, max_age=LOGIN_S, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https")
-        return response
-
-    @app.get("/api/me")
-    async def me(request: Request) -> dict:
-        student = ml.auth.student(request)
-        if student is None:
-            raise HTTPException(401, "join a session first")
-        session = await run_in_threadpool(ml.store.get_session, student.session_id)
-        return {"participant": student.to_dict(), "privacy": PRIVACY,
-                "retention_days": await run_in_threadpool(privacy.retention_days, ml.store),
-                "session": {"id": session.id, "title": session.title, "open": session.open,
-                            "privacy": session.privacy} if session else None}
-
+    app.include_router(sessions.router(ml, teacher))
     app.include_router(sockets.router(ml))
     return app
 
@@ -499,16 +338,6 @@ def _clean_interrupted(store: Store, uploads: Path) -> None:
             log.warning("deleted %s, an upload a stopped server left unanalysed", path.name)
     for session_id in store.end_interrupted("video"):
         log.warning("ended video session %d, whose analysis a stopped server cut short", session_id)
-
-
-async def _json(request: Request) -> dict:
-    try:
-        body = await request.json()
-    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
-        raise HTTPException(400, "expected a JSON body") from None
-    if not isinstance(body, dict):
-        raise HTTPException(400, "expected a JSON object")
-    return body
 
 
 class BodyLimit:

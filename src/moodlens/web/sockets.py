@@ -28,7 +28,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from moodlens.journal import database_unavailable
 from moodlens.web import browser, privacy
 from moodlens.web.browser import ScoreError
-from moodlens.web.live import Latest, LiveSession
+from moodlens.web.live import Latest, LiveParticipant, LiveSession
 from moodlens.web.security import RowId, same_origin
 from moodlens.web.tiles import GalleryTiles
 from moodlens.web.uploads import UploadError, read_upload_image
@@ -221,9 +221,10 @@ def router(ml: MoodLens) -> APIRouter:
 
         await run_frames(ws, ml, process, lambda: time.monotonic() - start)
 
-    async def accept_student(ws: WebSocket):
-        """Accept a student's socket on their live session: (session, participant), or None
-        after closing it."""
+    async def attend_student(ws: WebSocket, handler: Callable[[LiveSession, LiveParticipant], Callable],
+                             receive=run_frames) -> None:
+        """Run a student's socket on their live session (or close it if they have not joined or
+        it has ended); ``handler(live, me)`` makes the function that processes each message."""
         student = ml.auth.student(ws) if same_origin(ws.headers) else None
         if student is None:
             return await refuse(ws, CLOSE_UNAUTHORISED, "join the session first")
@@ -231,43 +232,40 @@ def router(ml: MoodLens) -> APIRouter:
         if live is None:
             return await refuse(ws, CLOSE_ENDED, "the session has ended")
         await ws.accept()
-        return live, live.add(student)
+        me = live.add(student)
+
+        def connect() -> None:
+            me.connections += 1
+
+        await attend(ws, ml, live, connect, lambda: disconnected([me]), handler(live, me), receive)
 
     @routes.websocket("/ws/student")
     async def ws_student(ws: WebSocket) -> None:
         """A student's camera: their main face becomes their per-second records."""
-        if (accepted := await accept_student(ws)) is None:
-            return
-        live, me = accepted
-        stream = ml.recognizer.open_stream()
+        def frames(live: LiveSession, me: LiveParticipant) -> Callable[[bytes, float], dict]:
+            stream = ml.recognizer.open_stream()
 
-        def process(data: bytes, t: float) -> dict:
-            frame = stream.push(decode_frame(data), t)
-            ml.record(live, me.observe(main_face(frame.faces), t))
-            return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape)}
+            def process(data: bytes, t: float) -> dict:
+                frame = stream.push(decode_frame(data), t)
+                ml.record(live, me.observe(main_face(frame.faces), t))
+                return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape)}
+            return process
 
-        def connect() -> None:
-            me.connections += 1
-
-        await attend(ws, ml, live, connect, lambda: disconnected([me]), process)
+        await attend_student(ws, frames)
 
     @routes.websocket("/ws/student/scores")
     async def ws_student_scores(ws: WebSocket) -> None:
         """Browser mode: the student's browser analyses the camera and sends only scores."""
-        if (accepted := await accept_student(ws)) is None:
-            return
-        live, me = accepted
-        stream = browser.ScoreStream(ml.recognizer)
+        def scores(live: LiveSession, me: LiveParticipant) -> Callable[[str, float], dict]:
+            stream = browser.ScoreStream(ml.recognizer)
 
-        def process(text: str, t: float) -> dict:
-            face = stream.push(browser.parse_scores(text, live.info.classes), t)
-            ml.record(live, me.observe(face, t))
-            return {"face": None if face is None else face.to_dict()}
+            def process(text: str, t: float) -> dict:
+                face = stream.push(browser.parse_scores(text, live.info.classes), t)
+                ml.record(live, me.observe(face, t))
+                return {"face": None if face is None else face.to_dict()}
+            return process
 
-        def connect() -> None:
-            me.connections += 1
-
-        await attend(ws, ml, live, connect, lambda: disconnected([me]), process, run_scores)
+        await attend_student(ws, scores, run_scores)
 
     async def accept_teacher(ws: WebSocket, session_id: int) -> LiveSession | None:
         """Accept a teacher's socket on a live session; close it (and return None) otherwise."""
