@@ -51,14 +51,14 @@ def router(ml: MoodLens, teacher: Callable[[Request], None]) -> APIRouter:
             raise HTTPException(400, f"privacy must be one of: {', '.join(PRIVACY_MODES)}")
         session = await run_in_threadpool(ml.store.create_session, title, ml.recognizer.classes, "class", ml.clock(),
                                           mode)
-        ml.live_session(session)
+        await run_in_threadpool(ml.live_session, session)
         return {"session": session.to_dict()}
 
     @routes.get("/api/sessions/{session_id}")
     async def get_session(request: Request, session_id: RowId) -> dict:
         teacher(request)
         session = await run_in_threadpool(session_or_404, session_id)
-        live = ml.live_session(session)
+        live = await run_in_threadpool(ml.live_session, session)
         if live is not None:
             return {**privacy.visible(await run_in_threadpool(live.snapshot), session), "storage": ml.storage()}
         return privacy.visible(await run_in_threadpool(review, ml.store, session), session)
@@ -68,7 +68,7 @@ def router(ml: MoodLens, teacher: Callable[[Request], None]) -> APIRouter:
         teacher(request)
         await run_in_threadpool(session_or_404, session_id)
         await ml.end(session_id)
-        return {"session": ml.store.get_session(session_id).to_dict()}
+        return {"session": (await run_in_threadpool(ml.store.get_session, session_id)).to_dict()}
 
     @routes.delete("/api/sessions/{session_id}")
     async def delete_session(request: Request, session_id: RowId) -> dict:
@@ -94,7 +94,6 @@ def router(ml: MoodLens, teacher: Callable[[Request], None]) -> APIRouter:
             data = await run_in_threadpool(ml.store.export_csv, session_id)
         if data is None:
             raise HTTPException(404, f"no session {session_id}")
-        session = await run_in_threadpool(ml.store.get_session, session_id)
         headers = {"Content-Disposition": f'attachment; filename="{export_name(session, format)}"'}
         if format == "json":
             return JSONResponse(data, headers=headers)
@@ -136,7 +135,8 @@ def router(ml: MoodLens, teacher: Callable[[Request], None]) -> APIRouter:
             participant, start = int(body.get("participant")), int(body.get("start"))
         except (TypeError, ValueError):
             raise HTTPException(400, "participant and start must be numbers") from None
-        live = ml.live_session(await run_in_threadpool(session_or_404, session_id))
+        session = await run_in_threadpool(session_or_404, session_id)
+        live = await run_in_threadpool(ml.live_session, session)
         if live is None:
             raise HTTPException(409, "the session has ended")
         if not live.acknowledge(participant, start):
