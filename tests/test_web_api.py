@@ -231,16 +231,16 @@ def test_analyze_refuses_bad_images_with_json(client, name, data, status):
 
 
 def test_analyze_decodes_on_a_worker_thread(client, monkeypatch):
-    import moodlens.web.server as server
+    import moodlens.web.uploads as uploads
 
     threads = []
-    real = server.read_upload_image
+    real = uploads.read_upload_image
 
     def spy(*args, **kwargs):
         threads.append(threading.current_thread().name)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(server, "read_upload_image", spy)
+    monkeypatch.setattr(uploads, "read_upload_image", spy)
     r = client.post("/api/analyze", files={"file": ("a.jpg", jpeg(), "image/jpeg")}, headers=AUTH)
     assert r.status_code == 200, r.text
     assert len(threads) == 1 and threads[0].startswith("moodlens-recognize")

@@ -15,9 +15,7 @@ import ipaddress
 import logging
 import os
 import re
-import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +24,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile, WebSocket
+from fastapi import FastAPI, Form, HTTPException, Request, WebSocket
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -37,12 +35,13 @@ from moodlens.detect import create_detector
 from moodlens.errors import MoodLensError
 from moodlens.journal import Journal
 from moodlens.recognizer import Recognizer
-from moodlens.store import Session, Store, database_url, journal_path, safe_text, shown_url
+from moodlens.store import Session, Store, database_url, journal_path, shown_url
 from moodlens.web import browser, privacy, sessions, sockets
 from moodlens.web.auth import LOGIN_COOKIE, LOGIN_S, STUDENT_COOKIE, Auth, teacher_token
 from moodlens.web.live import LiveSession, Recorder
 from moodlens.web.security import Guard, Recent, Throttle, install_error_handlers, page_response
-from moodlens.web.uploads import Limits, UploadError, VideoJobs, read_upload_image, video_type
+from moodlens.web.uploads import Limits, UploadError, VideoJobs
+from moodlens.web.uploads import router as upload_routes
 
 log = logging.getLogger("moodlens.web")
 
@@ -282,48 +281,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
                 "limits": {"image_bytes": limits.image_bytes, "video_bytes": limits.video_bytes,
                            "frame_bytes": limits.frame_bytes}}
 
-    # still images and videos
-    @app.post("/api/analyze")
-    async def analyze(request: Request, file: Annotated[UploadFile, File()]) -> dict:
-        teacher(request)
-        data = await file.read(ml.limits.image_bytes + 1)
-
-        def decode_and_analyze():  # decoding up to 40 MP is slow too: keep it off the event loop
-            return ml.recognizer.analyze_frame(read_upload_image(data, ml.limits))
-
-        frame = await asyncio.get_running_loop().run_in_executor(ml.pool, decode_and_analyze)
-        return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape),
-                "timings": {k: round(v, 1) for k, v in frame.timings.items()}}
-
-    @app.post("/api/videos", status_code=202)
-    async def upload_video(request: Request, file: Annotated[UploadFile, File()]) -> dict:
-        teacher(request)
-        ml.videos.check_capacity()
-        video_type(await file.read(16))
-        await file.seek(0)
-        suffix = Path(file.filename or "").suffix.lower()
-        ml.uploads.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="moodlens-", suffix=suffix if re.fullmatch(r"\.\w{1,5}", suffix) else "",
-                                    dir=ml.uploads)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                await run_in_threadpool(shutil.copyfileobj, file.file, out, 2**20)
-            if Path(name).stat().st_size > ml.limits.video_bytes:
-                raise UploadError(413, f"video larger than {ml.limits.video_bytes // 2**20} MB")
-            job = await run_in_threadpool(ml.videos.submit, Path(name), safe_text(file.filename or "", 120) or "video")
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
-        return {"job": job.to_dict()}
-
-    @app.get("/api/videos/{job_id}")
-    async def video_job(request: Request, job_id: str) -> dict:
-        teacher(request)
-        job = ml.videos.get(job_id)
-        if job is None:
-            raise HTTPException(404, f"no video job {job_id}")
-        return {"job": job.to_dict(frames=job.status == "done")}
-
+    app.include_router(upload_routes(ml, teacher))
     app.include_router(sessions.router(ml, teacher))
     app.include_router(sockets.router(ml))
     return app
