@@ -4,7 +4,10 @@ Distilling an ensemble into one small student rarely beats the ensemble, so the 
 of the models at hand is a ceiling for a student distilled from them. For each combination this
 prints FER2013 accuracy (original labels) and agreement with people (faces with a strict FER+
 crowd majority), with the models' probabilities averaged; single pass, no test-time
-augmentation, as in ``moodlens evaluate``::
+augmentation, as in ``moodlens evaluate``. The first row is the people themselves: how often the
+crowd's most-voted class is FER2013's label, on the faces FER+ keeps as faces. The two measures
+pull against each other: a model that agreed with people on every face would score about that
+on FER2013's labels::
 
     PYTHONPATH=src python scripts/ensemble_ceiling.py runs/moodnet_s_v1.onnx \\
         src/moodlens/weights/moodnet_s_v2.onnx runs/v3/moodnet_s_v3.onnx runs/v5/moodnet_s_v5.onnx
@@ -19,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from moodlens.classify import EmotionModel
-from moodlens.data import load_crowd_majority, load_faces
+from moodlens.data import load_crowd_majority, load_faces, load_fer2013
 
 DATA = "../shared/datasets/fer2013/"
 
@@ -38,6 +41,9 @@ def main() -> None:
         probs[Path(path).stem] = model.predict(faces.images), model.predict(crowd.images)
     width = len(" + ".join(probs))
     print(f"{'models':<{width}} {'FER2013':>8} {'crowd':>8}")
+    voted = load_fer2013(args.data, "PublicTest", ferplus=args.ferplus)  # labels: the crowd's most-voted class
+    own = load_fer2013(args.data, "PublicTest", ferplus=args.ferplus, ferplus_weight=0.0)  # same faces, FER2013's labels
+    print(f"{'the crowd itself':<{width}} {(voted.labels == own.labels).mean():8.4f} {1:8.4f}")
     for size in range(1, len(probs) + 1):
         for names in itertools.combinations(probs, size):
             fer, agree = (np.mean([probs[n][i] for n in names], 0).argmax(1) for i in (0, 1))
