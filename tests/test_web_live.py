@@ -77,6 +77,25 @@ def test_participant_seconds_and_view(tmp_path):
     store.close()
 
 
+def test_the_class_timeline_shows_only_seconds_everyone_has_closed(tmp_path):
+    """One student's newer seconds alone are not the class: the timeline and the mood wait, as
+    the flags do, until every connected participant has closed a second."""
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    session = store.create_session("s", FER2013_CLASSES, started_at=0.0)
+    clock = [6.5]
+    live = LiveSession(session, lambda: clock[0])
+    calm, sad = (live.add(store.add_participant(session.id, n, "student", joined_at=0.0)) for n in ("calm", "sad"))
+    calm.connections = sad.connections = 1
+    live.count([SecondRecord(t, calm.id, "neutral", {"neutral": 1.0}, 2) for t in range(3)])
+    live.count([SecondRecord(t, sad.id, "sad", {"sad": 1.0}, 2) for t in range(6)])
+    snap = live.snapshot()
+    assert snap["timeline"]["seconds"] == [0, 1, 2] and snap["timeline"]["judged"] == [2, 2, 2]
+    assert snap["mood"]["sad"] == 0.5 and snap["judged"] == 2
+    live.count([SecondRecord(t, calm.id, "neutral", {"neutral": 1.0}, 2) for t in range(3, 5)])
+    assert live.snapshot()["timeline"]["seconds"] == [0, 1, 2, 3, 4]  # up to the settle time (2 s)
+    store.close()
+
+
 def test_recorder_batches_and_survives_a_failing_write(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'x.db'}")
     session = store.create_session("s", FER2013_CLASSES)

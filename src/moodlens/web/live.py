@@ -261,9 +261,12 @@ class LiveSession:
             self.advance(max(second - self.lag_s, min([second - self.settle_s, *waiting])))
             tiles = [p.view(second, self.watch.watches.get(p.id), classes, self.acknowledged.get(p.id, set()))
                      for p in people]
+            settled = self.watch.second if self.watch.second is not None else -1
             window = {s: dict(rs) for s, rs in self.seconds.items() if s > second - timeline_s}
         tiles.sort(key=attention_order)
-        closed = [s for s in window if s < second]  # the current second is still open
+        # the seconds the watch has taken: a second one student has closed and the others not yet
+        # would show that one student's reading as the whole class's
+        closed = [s for s in window if s <= settled]
         latest = max(closed, default=second - 1)
         mood, faces = window_mood([r for s in closed if s > latest - self.mood_s for r in window[s].values()],
                                   classes)
