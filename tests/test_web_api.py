@@ -546,6 +546,9 @@ def test_no_face_for_a_while_is_flagged_and_acknowledged_and_a_restart_keeps_bot
         client.post(f"/api/sessions/{session['id']}/end", headers=AUTH)
         [flag] = client.get(f"/api/sessions/{session['id']}/report", headers=AUTH).json()["flags"]
         assert flag["reason"] == "no_face" and flag["seen"]
+        stored = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()  # the ended session's review
+        [flag] = stored["participants"][0]["flags"]
+        assert flag["acknowledged"] and stored["flagged"] == 0
 
 
 def seen_flag(client, clock) -> tuple[dict, str]:
@@ -579,9 +582,29 @@ def test_a_student_who_left_is_left_with_the_time_and_never_flagged(client, cloc
     assert tile["status"] == "offline" and tile["flags"] == []  # never started the camera
     with client.websocket_connect(f"/ws/student?token={token}") as ws:
         send_frames(ws, clock, [jpeg()] * 4)
+        ws.close(1001)  # the browser closes a page's sockets with "going away"
     clock.t += 30
     tile = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()["participants"][0]
     assert tile["status"] == "left" and tile["left_at"] == 13 and tile["flags"] == []
+
+
+def test_a_student_who_pauses_is_camera_off_not_left(client, clock):
+    """Pause and Stop camera on the student page close the socket normally (1000) and the
+    student stays on the page: the dashboard shows the camera off, not a student who left."""
+    session = new_session(client)
+    token = join(client, session["code"], "Resting")
+    with client.websocket_connect(f"/ws/student?token={token}") as ws:
+        send_frames(ws, clock, [jpeg()] * 4)
+    clock.t += 30
+    tile = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()["participants"][0]
+    assert tile["status"] == "offline" and tile["left_at"] is None and tile["flags"] == []
+    with client.websocket_connect(f"/ws/student?token={token}") as ws:  # Resume
+        send_frames(ws, clock, [jpeg()] * 4)
+        tile = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()["participants"][0]
+        assert tile["connected"] and tile["status"] not in ("offline", "left")
+        ws.close(1001)
+    tile = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()["participants"][0]
+    assert tile["status"] == "left"
 
 
 def test_the_lesson_report_and_exports_carry_wall_clock_times_and_the_title(client, clock):
@@ -603,8 +626,8 @@ def test_the_lesson_report_and_exports_carry_wall_clock_times_and_the_title(clie
     assert ana["flags"][0]["from"] > ana["joined"]
     assert report["flags"][0]["name"] == "Ana" and len(report["mood"]["seconds"]) == len(report["mood"]["shares"])
     review = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()
-    assert review["participants"][0]["flags"] == [{k: v for k, v in f.items() if k not in ("from", "to", "seen")}
-                                                  for f in ana["flags"]]  # review and report agree
+    assert [{k: v for k, v in f.items() if k != "acknowledged"} for f in review["participants"][0]["flags"]] == \
+        [{k: v for k, v in f.items() if k not in ("from", "to", "seen")} for f in ana["flags"]]  # they agree
     for fmt in ("csv", "json"):
         r = client.get(f"/api/sessions/{session['id']}/export?format={fmt}", headers=AUTH)
         assert 'filename="moodlens-Maths-3B-fractions-20' in r.headers["content-disposition"]
@@ -839,3 +862,15 @@ def test_the_recorder_is_off_the_event_loop(client, clock):
         assert time.perf_counter() - start < 3.0
     ml.recorder.flush()
     assert calls and set(calls) == {"moodlens-recorder"}
+
+
+def test_two_students_with_one_name_get_two_names(client):
+    session = new_session(client)
+    names = []
+    for name in ("Alice", "alice", "Alice", "Bob"):
+        r = client.post("/api/join", json={"code": session["code"], "name": name})
+        client.cookies.clear()
+        names.append(r.json()["participant"]["name"])
+    assert names == ["Alice", "alice (2)", "Alice (3)", "Bob"]
+    tiles = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()["participants"]
+    assert sorted(t["name"] for t in tiles) == sorted(names)

@@ -60,6 +60,7 @@ def review(store: Store, session: Session, timeline_bins: int = 600) -> dict:
     are left out, so the chart shows them as gaps)."""
     classes = session.classes
     records, by_person, people, watch, duration = _assess(store, session)
+    seen = store.acknowledged(session.id)
     tiles = []
     for p in people:
         mine = by_person.get(p.id, [])
@@ -70,7 +71,8 @@ def review(store: Store, session: Session, timeline_bins: int = 600) -> dict:
                       "confidence": round(emotions[top] / len(mine), 3) if top else 0.0,
                       "seconds": len(mine), "spark": spark(mine, start=0),
                       "usual": w.usual_emotion(classes) if w else None,
-                      "flags": [f.to_dict() for f in watch.flags(p.id)], "past": []})
+                      "flags": [{**f.to_dict(), "acknowledged": f.start in seen.get(p.id, {})}
+                                for f in watch.flags(p.id)], "past": []})
     per_second = class_timeline(records, classes)
     size = max(1, math.ceil((per_second[-1][0] + 1) / timeline_bins)) if per_second else 1
     bins: dict[int, list] = defaultdict(list)
@@ -86,7 +88,8 @@ def review(store: Store, session: Session, timeline_bins: int = 600) -> dict:
     return {"session": session.to_dict(), "classes": list(classes), "live": False,
             "now": round(duration, 2), "mood": mood(records, classes),
             "judged": len({r.track_id for r in records if r.emotion}), "present": 0, "participants": tiles,
-            "timeline": timeline, "flagged": sum(bool(t["flags"]) for t in tiles)}
+            "timeline": timeline,
+            "flagged": sum(any(not f["acknowledged"] for f in t["flags"]) for t in tiles)}
 
 
 def wall_clock(session: Session, second: float | None) -> str | None:
