@@ -126,6 +126,7 @@ class LiveParticipant:
         self.face: Face | None = None
         self.last_frame: float | None = None
         self.connections = 0
+        self.camera_off = False  # paused or stopped on their page, not gone
         self.lock = threading.Lock()
 
     @property
@@ -158,8 +159,8 @@ class LiveParticipant:
         """The dashboard tile at ``now`` (the current session second): current emotion, a
         sparkline of the last ``spark_s`` seconds, the usual expression and the flags up now.
 
-        ``status``: ``left`` (sent before, gone now; ``left_at`` says when), ``offline`` (never
-        sent: a camera not started, a gallery tile whose share ended), ``unknown`` (connected but
+        ``status``: ``left`` (sent before, gone now; ``left_at`` says when), ``offline`` (not
+        sending: a camera not started, paused or stopped, a gallery tile whose share ended), ``unknown`` (connected but
         no frame for 3 s), ``no_face``, or the face's status."""
         with self.lock:
             recent = list(self.recent)
@@ -168,7 +169,8 @@ class LiveParticipant:
         stale = last_frame is None or now - last_frame > 3
         last_sent = last_frame if last_frame is not None else watch.last_seen if watch else None
         if not connected:
-            status = "left" if last_sent is not None and self.info.source == "student" else OFFLINE
+            gone = last_sent is not None and self.info.source == "student" and not self.camera_off
+            status = "left" if gone else OFFLINE
         else:
             status = "unknown" if stale else NO_FACE if face is None else face.status
         showing = connected and not stale and face is not None

@@ -42,6 +42,7 @@ log = logging.getLogger("moodlens.web")
 # and then closed with its code, since a handshake refused outright reaches the browser as a
 # bare HTTP 403 with no reason
 CLOSE_UNAUTHORISED, CLOSE_ENDED, CLOSE_NOT_FOUND = 4401, 4000, 4404
+CLOSE_NORMAL = 1000
 # A connection uses at most 1/FAIR_SHARE of a recognition worker: after a frame that took t CPU
 # seconds, its next one waits (FAIR_SHARE - 1) * t, so costly frames slow only their sender. CPU
 # time, not wall time: on a machine busy with other work a cheap frame can take long to finish,
@@ -71,6 +72,7 @@ async def messages(ws: WebSocket) -> AsyncIterator[dict]:
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
+                ws.state.close_code = message.get("code")
                 return
             yield message
     except (WebSocketDisconnect, RuntimeError):
@@ -236,8 +238,15 @@ def router(ml: MoodLens) -> APIRouter:
 
         def connect() -> None:
             me.connections += 1
+            me.camera_off = False
 
-        await attend(ws, ml, live, connect, lambda: disconnected([me]), handler(live, me), receive)
+        def disconnect() -> list:
+            # a normal close (1000) is the page's Pause or Stop camera: the student is still there;
+            # a closed page says "going away" (1001), a lost connection says nothing (1006)
+            me.camera_off = getattr(ws.state, "close_code", None) == CLOSE_NORMAL
+            return disconnected([me])
+
+        await attend(ws, ml, live, connect, disconnect, handler(live, me), receive)
 
     @routes.websocket("/ws/student")
     async def ws_student(ws: WebSocket) -> None:
