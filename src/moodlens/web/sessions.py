@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -13,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from moodlens.store import CLASS_ONLY, PRIVACY_MODES, Session, safe_text
+from moodlens.store import CLASS_ONLY, PRIVACY_MODES, Participant, Session, safe_text
 from moodlens.web import privacy
 from moodlens.web.auth import LOGIN_S, STUDENT_COOKIE, client_address
 from moodlens.web.dashboard import export_name, lesson_report, report_csv, review
@@ -27,6 +28,8 @@ def router(ml: MoodLens, teacher: Callable[[Request], None]) -> APIRouter:
     """The ``/api/sessions``, ``/api/participants``, ``/api/join`` and ``/api/me`` routes;
     ``teacher(request)`` raises 401 unless the teacher is logged in."""
     routes = APIRouter()
+    # the same name twice in one class (two Alices) would make their numbers impossible to tell apart
+    naming = threading.Lock()
 
     def session_or_404(session_id: int) -> Session:
         session = ml.store.get_session(session_id)
@@ -165,8 +168,17 @@ def router(ml: MoodLens, teacher: Callable[[Request], None]) -> APIRouter:
             raise HTTPException(429, f"this session is full ({ml.limits.participants} participants)")
         ml.joined.add((client, code))
         token = secrets.token_urlsafe(24)
-        participant = await run_in_threadpool(ml.store.add_participant, session.id, name, "student", token, ml.clock())
-        live.add(participant)
+
+        def add() -> Participant:
+            with naming:  # two students joining under one name at once still get two names
+                taken = {p.info.name.casefold() for p in live.participants.values()}
+                unique = next(n for n in (name, *(f"{name} ({i})" for i in range(2, len(taken) + 3)))
+                              if n.casefold() not in taken)
+                participant = ml.store.add_participant(session.id, unique, "student", token, ml.clock())
+                live.add(participant)
+                return participant
+
+        participant = await run_in_threadpool(add)
         response = JSONResponse({"participant": participant.to_dict(), "token": token,
                                  "session": {"id": session.id, "title": session.title}})
         response.set_cookie(STUDENT_COOKIE, token, max_age=LOGIN_S, httponly=True, samesite="strict",
