@@ -269,7 +269,7 @@ class FrameSender {
     Object.assign(this, { video, path, maxWidth, fps, inflight, quality, onReply, onClose, onState });
     this.canvas = document.createElement("canvas");
     this.sent = 0; this.answered = 0; this.sentAt = new Map();
-    this.times = []; this.latencies = []; this.running = false; this.generation = 0;
+    this.times = []; this.latencies = []; this.running = false; this.generation = 0; this.lastMessage = null;
     this.socket = new Reconnecting(path, {
       binary: true,
       onOpen: () => {
@@ -344,6 +344,7 @@ class FrameSender {
     const blob = await new Promise((r) => this.canvas.toBlob(r, "image/jpeg", this.quality));
     if (!blob || !current() || !this.socket.ready) return;
     this.send(await blob.arrayBuffer());
+    this.lastMessage = `a ${this.canvas.width}×${this.canvas.height} JPEG picture, ${(blob.size / 1024).toFixed(1)} KB`;
   }
 
   send(message) {
