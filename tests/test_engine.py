@@ -256,6 +256,37 @@ def test_faces_hidden_for_up_to_2_s_keep_their_track_ids(tmp_path, recognizer):
     assert ids == {1, 2, 3, 4}
 
 
+def _face_closeup(recognizer, name: str) -> np.ndarray:
+    """The photo's face, centred and filling a 320x320 frame: two of them share one spot."""
+    image = cv2.imread(str(MEDIA / name))
+    x, y, w, h = max(recognizer.detect(image), key=lambda f: f.box[2] * f.box[3]).box
+    side = int(max(w, h) * 1.8)
+    cx, cy = x + w // 2, y + h // 2
+    padded = cv2.copyMakeBorder(image, side, side, side, side, cv2.BORDER_REPLICATE)
+    return cv2.resize(padded[cy + side - side // 2: cy + side + side // 2, cx + side - side // 2: cx + side + side // 2],
+                      (320, 320))
+
+
+def test_a_cut_to_another_face_in_the_same_spot_starts_a_new_track(tmp_path, recognizer):
+    """An edited video cuts from one person to another framed alike: the boxes overlap, but the
+    second face gets its own id and its first frame's scores are its own, not smoothed with the
+    first person's. A webcam's exposure drifting is not a cut."""
+    calm, crying = _face_closeup(recognizer, "portrait.jpg"), _face_closeup(recognizer, "crying.jpg")
+    frames = list(recognizer.stream(write_video(tmp_path / "cut.avi", [calm] * 10 + [crying] * 10)))
+    ids = [{f.track_id for f in frame.faces} for frame in frames]
+    assert ids[:10] == [{1}] * 10 and ids[10:] == [{2}] * 10
+    [own] = recognizer.analyze_frame(frames_of(tmp_path / "cut.avi")[10]).faces
+    [after_cut] = frames[10].faces
+    assert max(abs(after_cut.scores[c] - own.scores[c]) for c in CLASSES) < 0.05
+    drifting = [cv2.convertScaleAbs(calm, alpha=1 - 0.03 * i, beta=0) for i in range(20)]
+    ids = {f.track_id for frame in recognizer.stream(write_video(tmp_path / "dim.avi", drifting)) for f in frame.faces}
+    assert ids == {1}
+
+
+def frames_of(path) -> list[np.ndarray]:
+    return [image for _, _, image in VideoFile(path)]
+
+
 def _scores(top: str, p: float) -> dict[str, float]:
     rest = (1 - p) / (len(CLASSES) - 1)
     return {c: (p if c == top else rest) for c in CLASSES}

@@ -18,7 +18,7 @@ from moodlens.detect import Detector, ScalePlanner, create_detector
 from moodlens.faces import TOO_SMALL, UNCERTAIN, Face, Frame
 from moodlens.preprocess import to_grey
 from moodlens.sources import Camera, VideoFile, open_source, read_image
-from moodlens.track import FlowShifter, Tracker
+from moodlens.track import FlowShifter, SceneCut, Tracker
 
 
 class Recognizer:
@@ -123,13 +123,15 @@ class Recognizer:
 class FaceStream:
     """Tracking state of one video: runs the detector every ``detect_every`` frames, at the
     scale a :class:`~moodlens.detect.ScalePlanner` picks from where faces were last seen, and
-    moves the last boxes by optical flow in between; every frame is classified and smoothed."""
+    moves the last boxes by optical flow in between; every frame is classified and smoothed. After
+    a scene cut it detects at once and starts new tracks."""
 
     def __init__(self, recognizer: Recognizer, detect_every: int = 3, smoothing_s: float = 0.5):
         self.recognizer = recognizer
         self.detect_every = max(1, detect_every)
         self.tracker = Tracker(recognizer.classes, smoothing_s=smoothing_s)
         self.flow = FlowShifter()
+        self.cut = SceneCut()
         self.planner = ScalePlanner(recognizer.detector)
         self.faces: list[Face] = []
         self.count = 0
@@ -141,7 +143,10 @@ class FaceStream:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         grey = to_grey(image)
-        if self.count % self.detect_every == 0:
+        cut = self.cut(grey)
+        if cut:
+            self.tracker.reset()
+        if cut or self.count % self.detect_every == 0:
             self.faces = r.detect(image, self.planner.scale(image.shape, self.faces, t))
             self.flow.reset(grey)
             timings["detect"] = (time.perf_counter() - t0) * 1e3
