@@ -148,7 +148,7 @@ def test_login_sets_a_cookie_that_opens_pages(client):
     for path in ("/login", "/join"):
         assert client.get(path).status_code == 200
     r = client.post("/login", data={"token": "wrong", "next": "/live"}, follow_redirects=False)
-    assert r.headers["location"] == "/login?error=1"
+    assert r.headers["location"] == "/login?error=1&next=/live"  # a second try still opens /live
     r = client.post("/login", data={"token": TOKEN, "next": "/live"}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/live"
     assert "httponly" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()

@@ -114,7 +114,7 @@ def test_wrong_tokens_are_throttled_and_logged(client, caplog):
         assert client.get("/api/sessions", headers={"Authorization": "Bearer guess-guess-guess"}).status_code == 401
     assert client.get("/api/sessions", headers={"Authorization": "Bearer guess-guess-guess"}).status_code == 429
     assert client.get("/api/sessions", headers=AUTH).status_code == 429  # even the right one, for a minute
-    assert login(client).headers["location"] == "/login?error=wait"
+    assert login(client).headers["location"] == "/login?error=wait&next=/sessions"
     assert sum("wrong teacher token from" in r.message for r in caplog.records) == 10
     client.cookies.set("moodlens_login", session_cookie)
     assert client.get("/api/sessions").status_code == 200  # a login session goes on

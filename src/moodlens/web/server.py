@@ -254,11 +254,12 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request, token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/") -> Response:
-        if ml.auth.throttled(request):
-            return RedirectResponse("/login?error=wait", status_code=303)
-        if not ml.auth.check_token(request, token):
-            return RedirectResponse("/login?error=1", status_code=303)
         target = next if re.fullmatch(r"/(?!/)[\w\-/]*", next) else "/"
+        again = f"&next={target}" if target != "/" else ""  # a second try still goes where the teacher was going
+        if ml.auth.throttled(request):
+            return RedirectResponse(f"/login?error=wait{again}", status_code=303)
+        if not ml.auth.check_token(request, token):
+            return RedirectResponse(f"/login?error=1{again}", status_code=303)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(LOGIN_COOKIE, await run_in_threadpool(ml.auth.login), max_age=LOGIN_S, httponly=True,
                             samesite="strict", secure=request.url.scheme == "https")
