@@ -363,6 +363,73 @@ def test_upload_page_analyses_a_video(browser, server, screenshots, tmp_path):
     assert chart is not None and chart.std() > 20
 
 
+def _upload_page(browser, server):
+    page = teacher_page(browser, server)
+    page.goto(f"{server}/upload")
+    return page
+
+
+def _view_shows(page, screenshots, photo: str) -> float:
+    """Mean difference (0-255) between the upload page's canvas, as shown, and ``photo``."""
+    path = screenshots / f"view-{photo}.png"
+    page.locator("#view").screenshot(path=str(path))
+    shot = cv2.imread(str(path))
+    original = cv2.resize(cv2.imread(str(MEDIA / photo)), (shot.shape[1], shot.shape[0]))
+    return float(np.abs(shot.astype(int) - original).mean())
+
+
+def test_a_photo_chosen_after_a_played_video_replaces_it(browser, server, screenshots, tmp_path):
+    """The video's drawing loop and playback stop when another file is chosen: the canvas keeps
+    the photo and the face list its faces, and the player's button goes."""
+    frame = cv2.resize(cv2.imread(str(MEDIA / "portrait.jpg")), (320, 240))
+    video = tmp_path / "lesson.webm"  # VP8, which Chromium plays
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"VP80"), 10, (320, 240))
+    for _ in range(30):
+        writer.write(frame)
+    writer.release()
+    page = _upload_page(browser, server)
+    page.set_input_files("#file", str(video))
+    wait_for(page, "Number(document.body.dataset.seconds || 0) >= 2", timeout=60_000)
+    assert page.is_visible("#video-controls")
+    page.click("#play")
+    wait_for(page, "document.getElementById('video').currentTime > 0.5")
+    page.set_input_files("#file", str(MEDIA / "group.jpg"))
+    wait_for(page, "Number(document.body.dataset.faces || 0) >= 7", timeout=20_000)
+    faces = page.locator("#faces li").count()
+    page.wait_for_timeout(500)  # some thirty animation frames, in which the video's loop would draw
+    assert page.evaluate("document.getElementById('video').paused")
+    assert not page.is_visible("#video-controls")
+    assert page.evaluate("document.getElementById('view').width") == cv2.imread(str(MEDIA / "group.jpg")).shape[1]
+    assert page.locator("#faces li").count() == faces >= 7
+    assert _view_shows(page, screenshots, "group.jpg") < 20, "the canvas does not show the photo"
+    page.context.close()
+
+
+def test_a_failed_upload_shows_only_its_error(browser, server, tmp_path):
+    """A refused file leaves nothing of the file before it (picture, faces, scores, progress)
+    under its error, which names the limit as the page does."""
+    photo = (MEDIA / "portrait.jpg").read_bytes()
+    bad = {"broken.jpg": photo[:2000], "notes.jpg": b"not a picture\n" * 20, "fake.mp4": b"\x00" * 4000,
+           "huge.jpg": photo + b"\x00" * (11 * 2**20)}
+    page = _upload_page(browser, server)
+    wait_for(page, "document.getElementById('limits').textContent !== ''")
+    assert "images up to 10 MB" in page.inner_text("#limits")
+    for name, data in bad.items():
+        page.set_input_files("#file", str(MEDIA / "portrait.jpg"))
+        wait_for(page, "Number(document.body.dataset.faces || 0) >= 1", timeout=20_000)
+        assert page.is_visible("#view") and page.locator("#faces li").count() >= 1
+        (tmp_path / name).write_bytes(data)
+        page.set_input_files("#file", str(tmp_path / name))
+        wait_for(page, "document.getElementById('error').textContent !== ''", timeout=20_000)
+        error = page.inner_text("#error")
+        assert not page.is_visible("#view"), name
+        assert page.locator("#faces li").count() == 0 and page.inner_text("#scores") == "", name
+        assert not page.is_visible("#progress-box"), name
+        if name == "huge.jpg":
+            assert error == "image larger than 10 MB"
+    page.context.close()
+
+
 # --- class sessions: reconnecting, a dashboard of 50, the lesson report -------------------------
 
 def test_after_a_server_restart_the_student_and_the_dashboard_come_back_on_their_own(browser, tmp_path, screenshots):
@@ -403,14 +470,15 @@ def test_after_a_server_restart_the_student_and_the_dashboard_come_back_on_their
         stop_server(srv, thread)
 
 
-def _class_of(app, n: int, seconds: int, flagged: int, ended: bool):
+def _class_of(app, n: int, seconds: int, flagged: int, ended: bool, privacy: str = "per_student"):
     """A session of ``n`` participants with ``seconds`` of per-second records so far: the first
     ``flagged`` turn sad halfway, participant 4 (Dev) is away for 40 s a third of the way in.
     Returns the session and ``feed(second)``, which records one more second."""
     from moodlens.aggregate import SecondRecord
 
     ml = app.state.moodlens
-    session = ml.store.create_session("Year 9 history: the 1920s", CLASSES, started_at=time.time() - seconds - 1)
+    session = ml.store.create_session("Year 9 history: the 1920s", CLASSES, started_at=time.time() - seconds - 1,
+                                      privacy=privacy)
     rng = np.random.default_rng(1)
     people = [ml.store.add_participant(session.id, f"Student {i + 1:02d}", "student", joined_at=session.started_at)
               for i in range(n)]
@@ -522,6 +590,52 @@ def test_the_lesson_report_in_the_browser(browser, served, screenshots, viewport
     page.emulate_media(media="print")
     page.screenshot(path=str(screenshots / f"{name}-print.png"), full_page=True)
     assert not page.is_visible("#print")
+    labels = _time_axis(page)
+    assert len(set(labels)) == len(labels) >= (5 if viewport[0] > 1000 else 2), labels
+    page.context.close()
+
+
+def _time_axis(page) -> list[str]:
+    """The labels drawn under the report's mood chart, left to right."""
+    return page.evaluate("""() => {
+      const labels = [], fillText = CanvasRenderingContext2D.prototype.fillText;
+      CanvasRenderingContext2D.prototype.fillText = function (text, x, y) {
+        if (this.canvas.id === "mood" && text !== "100%") labels.push([x, text]);
+        return fillText.apply(this, arguments);
+      };
+      drawMood(document.getElementById("mood"), report.mood, report.drops, report.classes, report.duration);
+      CanvasRenderingContext2D.prototype.fillText = fillText;
+      return labels.sort((a, b) => a[0] - b[0]).map((l) => l[1]);
+    }""")
+
+
+def test_a_short_lessons_time_axis_has_distinct_labels(browser, served, screenshots):
+    url, app = served
+    session, _ = _class_of(app, 6, 37, 0, ended=True)
+    page = teacher_page(browser, url)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto(f"{url}/sessions/{session.id}/report")
+    wait_for(page, "document.body.dataset.ready === '1'", timeout=15_000)
+    page.locator("#mood").screenshot(path=str(screenshots / "report-37s-mood.png"))
+    labels = _time_axis(page)
+    assert 5 <= len(labels) <= 8 and len(set(labels)) == len(labels), labels
+    page.context.close()
+
+
+def test_a_class_only_report_counts_the_class_and_shows_no_student(browser, served, screenshots):
+    url, app = served
+    session, _ = _class_of(app, 6, 120, 2, ended=True, privacy="class_only")
+    page = teacher_page(browser, url)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto(f"{url}/sessions/{session.id}/report")
+    wait_for(page, "document.body.dataset.ready === '1'", timeout=15_000)
+    page.screenshot(path=str(screenshots / "report-class-only.png"), full_page=True)
+    assert page.evaluate("report.students_count") == 6
+    attendance = page.inner_text("#attendance")
+    assert attendance.startswith("6 joined") and "on camera at some point" not in attendance, attendance
+    assert not page.is_visible("#students") and not page.is_visible("#table-csv")
+    assert "per-student numbers" in page.inner_text("#students-card")
+    assert not page.is_visible("#flags-card")
     page.context.close()
 
 

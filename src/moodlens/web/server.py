@@ -322,10 +322,13 @@ class BodyLimit:
         if scope["path"] in self.UPLOADS and not self.auth.is_teacher(Request(scope)):
             return await JSONResponse({"error": "log in as the teacher first"}, 401)(scope, receive, send)
         limit = self.limit(scope["path"])
+        # an upload's limit as the upload page and the upload routes name it, without the form's room
+        too_large = {"/api/analyze": f"image larger than {self.limits.image_bytes // 2**20} MB",
+                     "/api/videos": f"video larger than {self.limits.video_bytes // 2**20} MB"}.get(
+            scope["path"], f"request body larger than {limit // 2**10} KB")
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            return await JSONResponse({"error": f"request body larger than {limit // 2**10} KB"}, 413)(
-                scope, receive, send)
+            return await JSONResponse({"error": too_large}, 413)(scope, receive, send)
         seen = 0
 
         async def limited():
@@ -334,7 +337,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise HTTPException(413, f"request body larger than {limit // 2**10} KB")
+                    raise HTTPException(413, too_large)
             return message
 
         await self.app(scope, limited, send)
