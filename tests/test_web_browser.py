@@ -267,6 +267,14 @@ def test_student_joins_and_the_dashboard_updates(browser, server, screenshots):
     teacher.locator("#timeline").screenshot(path=str(screenshots / "timeline.png"))
     assert painted(cv2.imread(str(screenshots / "timeline.png"))) > 0.2, "the class timeline has no emotion bands"
 
+    # Pause: the student is still in class with the camera off, not gone; Resume brings her back
+    student.click("#pause")
+    wait_for(teacher, "document.querySelector('.tile .emotion').textContent.startsWith('camera off')", timeout=15_000)
+    assert student.inner_text("#fps") == "–" and student.inner_text("#mine") == ""  # no stale numbers
+    student.click("#pause")
+    wait_for(teacher, "(words) => { const t = document.querySelector('.tile .emotion');"
+        " return t && words.some((w) => t.textContent.startsWith(w)); }", arg=list(LABEL_WORDS), timeout=15_000)
+
     # ending the session tells the student and turns the dashboard into a review
     teacher.once("dialog", lambda dialog: dialog.accept())
     teacher.click("#end")
@@ -279,6 +287,25 @@ def test_student_joins_and_the_dashboard_updates(browser, server, screenshots):
     teacher.screenshot(path=str(screenshots / "sessions.png"))
     teacher.context.close()
     student.context.close()
+
+
+def test_deleting_a_live_session_from_its_dashboard_goes_to_the_list_without_errors(browser, server):
+    teacher = teacher_page(browser, server)
+    errors = []
+    teacher.on("pageerror", lambda e: errors.append(str(e)))
+    open_session(teacher, server, "Deleted class")
+
+    def slow_list(route):  # a slow network: the dashboard page lives on while the list loads
+        time.sleep(1.5)
+        route.continue_()
+
+    teacher.route(f"{server}/sessions", slow_list)
+    teacher.once("dialog", lambda dialog: dialog.accept())
+    teacher.click("#delete")
+    teacher.wait_for_url(f"{server}/sessions")
+    assert errors == []  # the dashboard socket closing after the delete did not fetch the lost session
+    assert "Deleted class" not in teacher.inner_text("body")
+    teacher.context.close()
 
 
 def test_upload_page_analyses_a_photo(browser, server, screenshots):
