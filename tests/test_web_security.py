@@ -22,6 +22,7 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+from moodlens.errors import MoodLensError  # noqa: E402
 from moodlens.recognizer import FaceStream, Recognizer  # noqa: E402
 from moodlens.store import Store  # noqa: E402
 from moodlens.web.security import Throttle  # noqa: E402
@@ -415,3 +416,11 @@ def test_socket_refusals_close_with_the_documented_codes(served, path, code):
     with pytest.raises(ConnectionClosed) as info, connect(f"ws://127.0.0.1:{port}{path}") as ws:
         ws.recv(timeout=10)
     assert info.value.rcvd.code == code
+
+
+@pytest.mark.parametrize("proxies", ["notanip", "10.0.0.5, proxy.local", "10.0.0.0/33"])
+def test_a_trusted_proxy_that_is_no_address_is_refused(db, recognizer, proxies):
+    with pytest.raises(MoodLensError, match="not an IP address or network"):
+        create_app(db, recognizer, TOKEN, trusted_proxies=proxies)
+    with TestClient(create_app(db, recognizer, TOKEN, trusted_proxies="10.0.0.5, 10.0.0.0/8, ::1,")) as c:
+        assert c.get("/healthz").status_code == 200  # addresses, networks and a trailing comma are fine

@@ -155,6 +155,7 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     Raises:
         MoodLensError: an unusable database or a teacher token shorter than 16 characters.
     """
+    trusted_proxies = check_proxies(trusted_proxies or os.environ.get("MOODLENS_TRUSTED_PROXIES"))
     url = database_url(db_url)
     store = Store(url)
     try:
@@ -199,7 +200,6 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     app.add_middleware(BodyLimit, limits=ml.limits, auth=ml.auth)
     app.add_middleware(Guard, form_paths=("/login", *BodyLimit.UPLOADS))
     app.add_middleware(browser.CrossOriginIsolation)
-    trusted_proxies = trusted_proxies or os.environ.get("MOODLENS_TRUSTED_PROXIES")
     if trusted_proxies:  # outermost: everything after it sees the client the proxy names
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -286,6 +286,21 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
     app.include_router(sessions.router(ml, teacher))
     app.include_router(sockets.router(ml))
     return app
+
+
+def check_proxies(proxies: str | None) -> str | None:
+    """``proxies`` if each comma-separated entry is an IP address, a network or ``*``. uvicorn
+    would take anything else as a literal that never matches a peer, so a typo would silently
+    trust no proxy and every student would seem to come from the proxy's address."""
+    for entry in (proxies or "").split(","):
+        entry = entry.strip()
+        try:
+            if entry and entry != "*":
+                ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise MoodLensError(f"trusted proxies: {entry!r} is not an IP address or network "
+                                "(e.g. 10.0.0.5, 10.0.0.0/8, or * for any)") from None
+    return proxies
 
 
 def _clean_interrupted(store: Store, uploads: Path) -> None:
