@@ -42,7 +42,8 @@ def display_problem() -> str | None:
         return None
     if not requested and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         return ("no display to open a window on (DISPLAY and WAYLAND_DISPLAY are not set): run it in a desktop "
-                "session, or use `moodlens webcam` or `moodlens serve` on a machine without one")
+                "session, or on a machine without one use `moodlens serve` (the live page in a browser) or "
+                "`moodlens video` for a file")
     try:
         probe = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
