@@ -8,9 +8,13 @@ chunks, so every engine run takes seconds and a single face crosses every chunk 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -136,6 +140,19 @@ def test_bad_videos_are_reported_and_do_not_stop_the_others(videos, tmp_path, ca
     assert "--workers at least 1" in capsys.readouterr().err
 
 
+def test_a_cut_short_video_is_reported_with_the_length_read(tmp_path, caplog):
+    whole = write_video(tmp_path / "whole.avi", 60)
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 3])
+    read = sum(1 for _ in VideoFile(cut).frames())
+    assert VideoFile(cut).frame_count == 60 and 10 <= read <= 30
+    with caplog.at_level(logging.WARNING, logger="moodlens.batch"):  # 1 s chunks: some start past the cut
+        report = run_batch([str(cut)], tmp_path / "out", workers=1, settings=SETTINGS, progress=False)
+    assert report.rows[0]["status"] == "ok" and report.rows[0]["duration_s"] == read / 10
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{cut}: the file ends after {read} of 60 frames (cut short?); analysed what was there"]
+
+
 def test_batch_verb_has_help(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["batch", "--help"])
@@ -183,6 +200,19 @@ def test_import_into_the_web_database_as_video_sessions(videos, local_run, tmp_p
 
 
 # --- Ray ---------------------------------------------------------------------------------------
+
+def test_an_unreachable_ray_address_fails_at_once_in_one_line(videos, tmp_path):
+    pytest.importorskip("ray")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"  # closed again: nothing listens there
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "moodlens.cli", "batch", str(videos[0]), "--out", str(tmp_path),
+                           "--engine", "ray", "--address", address], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and time.monotonic() - started < 30
+    assert len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith(f"moodlens: error: cannot reach the Ray cluster at {address}: ")
+
 
 @pytest.fixture(scope="module")
 def ray_cluster():

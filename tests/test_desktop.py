@@ -27,6 +27,7 @@ from moodlens.desktop.widgets import MoodChart  # noqa: E402
 from moodlens.desktop.window import MainWindow  # noqa: E402
 from moodlens.recognizer import Recognizer  # noqa: E402
 from moodlens.sources import Camera, SourceError  # noqa: E402
+from test_engine import model_with_shipped_metadata  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 FPS, SECONDS, SIZE = 8, 3, (640, 360)
@@ -309,6 +310,19 @@ def test_main_bad_source_prints_one_line_and_returns_2(qapp, capsys, tmp_path):
     assert "unknown detector" in capsys.readouterr().err
 
 
+def test_main_with_a_model_unlike_its_metadata_prints_one_line(qapp, capsys, video, tmp_path):
+    model = model_with_shipped_metadata(tmp_path / "relu.onnx", ["n", 1, 48, 48], ["n", 1, 48, 48])
+    guard = QTimer(singleShot=True, interval=10_000)  # such a model used to open a window that stayed open
+    guard.timeout.connect(qapp.closeAllWindows)
+    guard.start()
+    try:
+        assert desktop_app.main(str(video), model=str(model)) == 2
+    finally:
+        guard.stop()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"moodlens: error: {model}: its graph gives (2, 1, 48, 48)") and "\n" not in err
+
+
 def test_main_without_display_prints_one_line(monkeypatch, capsys):
     for name in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
         monkeypatch.delenv(name, raising=False)
@@ -351,7 +365,7 @@ def test_main_without_camera_asks_for_a_video(qapp, monkeypatch):
     def no_camera(source):
         raise SourceError(f"no camera at index {source} (is one connected, and free?)")
 
-    monkeypatch.setattr(desktop_app, "open_quietly", no_camera)
+    monkeypatch.setattr(desktop_app, "open_any", no_camera)
     seen = {}
 
     def look_and_close():

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 
 from conftest import MEDIA
-from moodlens import EmotionModel, Face, Recognizer
+from moodlens import EmotionModel, Face, ModelError, Recognizer
 from moodlens.aggregate import Timeline
 from moodlens.annotate import annotate, describe, layout
+from moodlens.classify import default_model_path
 from moodlens.crop import crop_faces
 from moodlens.faces import TOO_SMALL, Frame
 from moodlens.gallery import SHARED_FACES, make_gallery, match_boxes, shared_participants
@@ -96,6 +100,35 @@ def test_the_classifier_runs_many_faces_in_batches_with_the_same_answers():
     crops = [rng.integers(0, 256, (h, h, 3), dtype=np.uint8) for h in (30, 64, 120)]  # a list, any size
     np.testing.assert_allclose(model.predict(crops, batch_size=2), model.predict(crops), atol=1e-6)
     assert model.predict(faces[:0]).shape == (0, 7)
+
+
+def model_with_shipped_metadata(path, inputs: list, output: list):
+    """A valid ONNX file of one Relu, with the given declared input and output shapes, carrying the
+    shipped model's MoodLens metadata: it passes every check of the file itself."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, inputs)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, output)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.metadata_props.extend(onnx.load(str(default_model_path())).metadata_props)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("inputs, output, message", [
+    (["n", 7], ["n", 7], r"takes x tensor\(float\) \['n', 7\], not the float faces \[batch, 1, 48, 48\]"),
+    ([1, 1, 48, 48], [1, 1, 48, 48], r"takes x tensor\(float\) \[1, 1, 48, 48\]"),  # a fixed batch of one
+    (["n", 1, 48, 48], ["n", 1, 48, 48], r"gives \(2, 1, 48, 48\) for 2 faces, not \(2, 7\) for the 7 classes"),
+    (["n", 1, 48, 48], ["n", 7], r"gives \(2, 1, 48, 48\) for 2 faces"),  # declares the right output, gives another
+    (["n", "c", "h", "w"], ["n", "c", "h", "w"], r"gives \(2, 1, 48, 48\) for 2 faces"),
+])
+def test_a_graph_unlike_its_metadata_is_refused_on_load(tmp_path, inputs, output, message):
+    path = model_with_shipped_metadata(tmp_path / "relu.onnx", inputs, output)
+    with pytest.raises(ModelError, match=message) as refused:
+        EmotionModel(path)
+    assert str(refused.value).startswith(f"{path}: ") and "\n" not in str(refused.value)
 
 
 def test_crop_handles_faces_at_the_edge():
@@ -209,6 +242,44 @@ def test_bad_videos_and_cameras(tmp_path):
         VideoFile(tmp_path / "bad.mp4")
     with pytest.raises(SourceError, match="no camera"):
         Camera(97)
+
+
+def test_a_cut_short_video_is_analysed_with_one_warning(tmp_path, caplog):
+    rng = np.random.default_rng(0)  # noise: frames of about equal size, so a third of the bytes is ~a third of them
+    whole = write_video(tmp_path / "whole.avi", [rng.integers(0, 256, (120, 160, 3), np.uint8) for _ in range(80)])
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 3])
+    video = VideoFile(cut)
+    assert video.frame_count == 80  # the header still announces the whole recording
+    with caplog.at_level(logging.WARNING, logger="moodlens.sources"):
+        read = len(list(video))
+        assert 20 <= read <= 30 and video.ended_at == read
+        assert [r.getMessage() for r in caplog.records] == [
+            f"{cut}: the file ends after {read} of 80 frames (cut short?); analysed what was there"]
+        caplog.clear()
+        assert len(list(VideoFile(whole))) == 80 and len(list(video.frames(0, 10))) == 10
+        assert not caplog.records
+
+
+@pytest.mark.parametrize("name", ["notes.mp4", "header.avi"])
+def test_an_unreadable_video_gives_one_line_on_stderr(tmp_path, name):
+    bad = tmp_path / name
+    if name == "notes.mp4":
+        bad.write_text("a text file, not a video\n")  # FFmpeg logged "moov atom not found"
+    else:  # OpenCV's own AVI reader, tried after FFmpeg, printed "Unexpected element. Expected: LIST"
+        whole = write_video(tmp_path / "whole.avi", [np.zeros((64, 64, 3), np.uint8)] * 5)
+        bad.write_bytes(whole.read_bytes()[:3000])
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENCV_LOG_LEVEL", "OPENCV_FFMPEG_LOGLEVEL")}
+    done = subprocess.run([sys.executable, "-m", "moodlens.cli", "video", str(bad)], env=env, capture_output=True,
+                          text=True, errors="replace", timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"moodlens: error: {bad}: not a readable video"]
+
+
+def test_writing_a_webm_prints_nothing(tmp_path, capfd):
+    with VideoSink(tmp_path / "out.webm", 10, (64, 48)) as sink:
+        sink.write(np.zeros((48, 64, 3), np.uint8))
+    assert capfd.readouterr().err == "" and (tmp_path / "out.webm").stat().st_size > 0
 
 
 def test_annotate_draws_boxes_in_emotion_colours(recognizer):

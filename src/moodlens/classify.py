@@ -54,6 +54,29 @@ class EmotionModel:
             raise ModelError(f"{self.path}: not a MoodLens model (no preprocessing metadata)")
         self.spec = PreprocessSpec.from_json(meta["moodlens.spec"])
         self._input = self.session.get_inputs()[0].name
+        self._check_graph()
+
+    def _check_graph(self) -> None:
+        """Refuse a graph that does not take the faces and give the scores its metadata describes:
+        it would otherwise load and then fail on the first face, or label faces with wrong classes."""
+        size, n = self.spec.input_size, len(self.classes)
+        inputs = self.session.get_inputs()
+        shape = inputs[0].shape
+        # Symbolic dims are accepted here and settled by the test run below; the batch must be free.
+        fits = len(shape) == 4 and not isinstance(shape[0], int) and all(
+            not isinstance(d, int) or d == want for d, want in zip(shape[1:], (1, size, size)))
+        if len(inputs) != 1 or inputs[0].type != "tensor(float)" or not fits:
+            got = ", ".join(f"{i.name} {i.type} {list(i.shape)}" for i in inputs)
+            raise ModelError(f"{self.path}: its graph takes {got}, not the float faces [batch, 1, {size}, {size}] "
+                             "its MoodLens metadata describes")
+        try:
+            out = self.session.run(None, {self._input: np.zeros((2, 1, size, size), np.float32)})[0]
+        except Exception as e:  # onnxruntime's own exception types, e.g. an op that rejects the shape
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ModelError(f"{self.path}: its graph fails on a batch of 2 faces: {why}") from None
+        if getattr(out, "shape", None) != (2, n):
+            raise ModelError(f"{self.path}: its graph gives {getattr(out, 'shape', type(out).__name__)} for 2 faces, "
+                             f"not (2, {n}) for the {n} classes of its MoodLens metadata")
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -6,10 +6,14 @@ consumer processes the present instead of falling further and further behind.
 
 from __future__ import annotations
 
+import logging
+import os
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -17,12 +21,24 @@ import numpy as np
 
 from moodlens.errors import MoodLensError
 
+log = logging.getLogger("moodlens.sources")
+
+# MoodLens says in one line when it cannot read or write a file; OpenCV's and FFmpeg's own log lines
+# about the same failure (FFmpeg's also about each damaged frame it skips) would come first and read
+# like a crash. A level set in the environment is kept, for debugging a codec.
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read when OpenCV first opens a video
+
 
 class SourceError(MoodLensError):
     """A missing, unreadable or unsupported image, video or camera."""
 
 
 IMAGE_TYPES = ("jpeg", "png", "webp", "bmp")
+# Some containers' frame counts are estimates (from the bit rate, or a variable frame rate): only
+# a video that runs out before this share of its announced frames is taken as cut short.
+CUT_SHORT = 0.9
 # The most pixels an image file may declare (a 16k x 16k photo). Read from the header before
 # decoding: a small PNG can declare 100000x100000 pixels and unpack to gigabytes.
 MAX_PIXELS = 2**28
@@ -85,6 +101,14 @@ def _webp_size(data: bytes) -> tuple[int, int]:
     raise ValueError("unknown WebP chunk")
 
 
+def _existing_file(path: Path) -> None:
+    """Refuse a path that is not a file, saying whether it is a folder or missing."""
+    if path.is_dir():
+        raise SourceError(f"{path}: is a folder, not a file")
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file")
+
+
 def read_image(image: str | Path | np.ndarray) -> np.ndarray:
     """A BGR uint8 image from a path or an array (grey and BGRA arrays are converted)."""
     if isinstance(image, np.ndarray):
@@ -96,8 +120,7 @@ def read_image(image: str | Path | np.ndarray) -> np.ndarray:
             return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
         return image
     path = Path(image)
-    if not path.is_file():
-        raise SourceError(f"{path}: no such file")
+    _existing_file(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -123,14 +146,30 @@ def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
     return frame
 
 
+def cut_short(path: str | Path, ended_at: int | None, frame_count: int) -> str | None:
+    """A one-line warning when a video ran out of frames at ``ended_at``, well before the
+    ``frame_count`` its header announces; None when it did not (or announces no count)."""
+    if ended_at is None or frame_count <= 0 or ended_at >= CUT_SHORT * frame_count:
+        return None
+    return f"{path}: the file ends after {ended_at} of {frame_count} frames (cut short?); analysed what was there"
+
+
 class VideoFile:
-    """Frames of a video file as (index, seconds, BGR frame), every ``stride``-th frame."""
+    """Frames of a video file as (index, seconds, BGR frame), every ``stride``-th frame.
+
+    ``ended_at`` is the frame number at which the last read ran out of frames before the end of
+    its range (None when it did not); iterating the whole file warns when that is well before the
+    announced ``frame_count`` (:func:`cut_short`): a partial recording is still worth analysing.
+    """
+
+    # FFmpeg only: frames() relies on its seeking, and where it fails to open a file OpenCV would fall
+    # back to its own AVI reader, which prints its complaints with a plain fprintf whatever the log level.
+    BACKEND = cv2.CAP_FFMPEG
 
     def __init__(self, path: str | Path, stride: int = 1):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise SourceError(f"{self.path}: no such file")
-        probe = cv2.VideoCapture(str(self.path))
+        _existing_file(self.path)
+        probe = cv2.VideoCapture(str(self.path), self.BACKEND)
         try:
             if not (probe.isOpened() and probe.grab()):
                 raise SourceError(f"{self.path}: not a readable video")
@@ -142,16 +181,21 @@ class VideoFile:
         finally:
             probe.release()
         self.stride = max(1, stride)
+        self.ended_at: int | None = None
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
-        return self.frames()
+        yield from self.frames()
+        warning = cut_short(self.path, self.ended_at, self.frame_count)
+        if warning:
+            log.warning(warning)
 
     def frames(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
         """Like iterating, from frame ``start`` up to (not including) ``end``; frame numbers and
         times stay those of the whole video, and the stride counts from frame 0, so the frames of
         consecutive ranges are exactly the frames of the whole video."""
-        cap = cv2.VideoCapture(str(self.path))
+        cap = cv2.VideoCapture(str(self.path), self.BACKEND)
         index = 0
+        self.ended_at = None
         if start > 0:
             # FFmpeg seeks to the keyframe before and decodes up to the frame asked for.
             if not cap.set(cv2.CAP_PROP_POS_FRAMES, start):
@@ -169,6 +213,8 @@ class VideoFile:
                         break
                     yield index, index / self.fps, frame
                 index += 1
+            if end is None or index < end:
+                self.ended_at = index
         finally:
             cap.release()
 
@@ -245,7 +291,8 @@ class VideoSink:
         if not self.path.resolve().parent.is_dir():
             raise SourceError(f"{self.path}: its folder does not exist")
         self.size = (int(size[0]), int(size[1]))
-        self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), float(fps), self.size)
+        with _no_stderr():
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), float(fps), self.size)
         if not self.writer.isOpened():
             self.writer.release()
             self.path.unlink(missing_ok=True)
@@ -265,6 +312,23 @@ class VideoSink:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@contextmanager
+def _no_stderr() -> Iterator[None]:
+    """Send the process's stderr to /dev/null for a moment: OpenCV writes "tag 'VP80' is not supported
+    with codec id 139" there with a plain fprintf, whatever the log level, on every WebM it opens
+    (no tag is: WebM has none). The whole process's stderr, so only around a call that takes
+    milliseconds."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def open_source(source: str | int | Path, stride: int = 1) -> VideoFile | Camera:

@@ -49,8 +49,9 @@ def _one_thread_detector(name: str | None) -> Detector:
 
 def analyse_chunk(chunk: Chunk, settings: Settings) -> dict:
     """The chunk's per-second records (track ids local to the chunk), where each track starts and
-    ends (time and box, to join tracks across chunk borders), and timings (wall and CPU seconds:
-    on a busy machine the CPU time still tells what a dedicated core would do).
+    ends (time and box, to join tracks across chunk borders), timings (wall and CPU seconds:
+    on a busy machine the CPU time still tells what a dedicated core would do), and the frame at
+    which the file ran out of frames before the chunk's end (``ended_at``; None when it did not).
 
     A chunk that cannot be read returns ``{"error": ...}`` instead: a broken file fails its
     chunks, never the worker.
@@ -76,4 +77,4 @@ def analyse_chunk(chunk: Chunk, settings: Settings) -> dict:
     return {"records": [asdict(r) for r in timeline.records],
             "tracks": [[track_id, *ends] for track_id, ends in tracks.items()],
             "frames": frames, "analysis_s": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0,
-            "load_s": load_s, "pid": os.getpid()}
+            "load_s": load_s, "pid": os.getpid(), "ended_at": video.ended_at}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import socket
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -23,6 +24,8 @@ from moodlens.errors import MoodLensError
 TRIES = 4
 IN_FLIGHT = 2  # chunks per worker
 ENGINES = ("local", "ray")
+# ray.init retries an address where no cluster answers for ever, deaf to Ctrl+C and SIGTERM.
+CONNECT_TIMEOUT_S = 5.0
 
 
 class LocalEngine:
@@ -77,6 +80,8 @@ class RayEngine:
         self.ray = ray
         self.started = not ray.is_initialized()
         if self.started:
+            if address:
+                check_reachable(address)
             try:
                 ray.init(address=address, num_cpus=(workers or os.cpu_count()) if address is None else None,
                          include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
@@ -104,6 +109,19 @@ class RayEngine:
     def close(self) -> None:
         if self.started:
             self.ray.shutdown()
+
+
+def check_reachable(address: str) -> None:
+    """Raise a one-line error unless something accepts connections at ``address`` (``host:port`` or
+    ``ray://host:port``) within :data:`CONNECT_TIMEOUT_S`; ``auto`` is left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        why = f"no answer within {CONNECT_TIMEOUT_S:g} s" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise MoodLensError(f"cannot reach the Ray cluster at {address}: {why}") from None
 
 
 def create_engine(name: str = "local", workers: int | None = None, address: str | None = None):

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from moodlens.batch.engines import create_engine
 from moodlens.batch.merge import merge_chunks, summary_row, write_summary, write_timeline
 from moodlens.batch.plan import Chunk, Settings, Video, find_videos, plan_chunks
 from moodlens.errors import MoodLensError
+from moodlens.sources import cut_short
+
+log = logging.getLogger("moodlens.batch")
 
 
 @dataclass
@@ -134,9 +138,11 @@ def run_batch(patterns: list[str], out: str | Path, engine: str = "local", worke
 def _merge(videos: list[Video], plans: dict[str, list[Chunk]], chunk_file, errors: dict[str, str],
            classes: tuple[str, ...], out: Path, rows: list[dict]) -> dict[str, list]:
     """Write the timeline of each video whose chunks are all done and append its summary row (an
-    error row for the others); returns the merged records by video key."""
+    error row for the others); returns the merged records by video key. A video whose file ran out
+    of frames well before its header's count is warned about once and, in ``videos`` too, given
+    the length that was read."""
     merged: dict[str, list] = {}
-    for video in videos:
+    for i, video in enumerate(videos):
         if video.error:
             rows.append(summary_row(video, classes, error=video.error))
             continue
@@ -147,6 +153,12 @@ def _merge(videos: list[Video], plans: dict[str, list[Chunk]], chunk_file, error
             rows.append(summary_row(video, classes, error=f"{len(missing)} of {len(chunks)} chunks failed: {why}"))
             continue
         results = [json.loads(chunk_file(c).read_text()) for c in chunks]
+        # Chunks past the end of a cut-short file each end at their start: the earliest end is the file's.
+        ended_at = min((r["ended_at"] for r in results if r.get("ended_at") is not None), default=None)
+        warning = cut_short(video.path, ended_at, video.frame_count)
+        if warning:
+            log.warning(warning)
+            videos[i] = video = replace(video, frame_count=ended_at)
         records, faces = merge_chunks(chunks, results, video.fps)
         write_timeline(out / "timelines", video.key, records, classes)
         rows.append(summary_row(video, classes, records, faces))

@@ -16,7 +16,7 @@ import PySide6
 from PySide6.QtCore import QLibraryInfo, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
-from moodlens.desktop.worker import open_quietly
+from moodlens.desktop.worker import open_any
 from moodlens.errors import MoodLensError
 from moodlens.recognizer import Recognizer
 from moodlens.sources import SourceError
@@ -114,14 +114,14 @@ def main(source: str | None = None, model: str | None = None, detector: str | No
         return 2
     try:
         recognizer = Recognizer(model, detector)
-        opened = open_quietly(source) if source is not None else None
+        opened = open_any(source) if source is not None else None
     except MoodLensError as e:
         print(f"moodlens: error: {e}", file=sys.stderr)
         return 2
     no_camera = None
     if source is None:
         try:
-            opened = open_quietly(0)
+            opened = open_any(0)
         except SourceError as e:
             no_camera = str(e)
 

@@ -13,8 +13,6 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,25 +66,13 @@ def to_qimage(bgr: np.ndarray) -> QImage:
     return QImage(bgr.data, width, height, bgr.strides[0], QImage.Format.Format_BGR888).copy()
 
 
-@contextmanager
-def quiet_opencv() -> Iterator[None]:
-    """Hide OpenCV's own warnings (e.g. "can't open camera by index") while opening a source; the
-    failure is reported once, as a SourceError."""
-    logging = cv2.utils.logging
-    level = logging.getLogLevel()
-    logging.setLogLevel(min(level, logging.LOG_LEVEL_ERROR))
-    try:
-        yield
-    finally:
-        logging.setLogLevel(level)
-
-
-def open_quietly(source: Source) -> VideoFile | Camera:
-    """``source`` opened (a VideoFile or Camera is returned as it is)."""
+def open_any(source: Source) -> VideoFile | Camera:
+    """``source`` opened (a VideoFile or Camera is returned as it is). OpenCV's own complaints
+    (e.g. "can't open camera by index") are silenced in moodlens.sources: the failure is reported
+    once, as a SourceError."""
     if isinstance(source, (VideoFile, Camera)):
         return source
-    with quiet_opencv():
-        return open_source(source)
+    return open_source(source)
 
 
 def describe(source: VideoFile | Camera, spec: Source) -> SourceInfo:
@@ -169,7 +155,7 @@ class RecognitionWorker(QThread):
     # The worker thread.
     def run(self) -> None:
         try:
-            source = open_quietly(self.source)
+            source = open_any(self.source)
         except MoodLensError as e:
             self.failed.emit(str(e))
             return
