@@ -40,6 +40,25 @@ def test_each_verb_has_help(capsys, verb):
     assert exit_.value.code == 0 and "usage: moodlens " + verb in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("verb, says", [
+    ("train", ["schedule; --patience may stop earlier (default: 60)", "step (default: 128)", "(default: 0.002)",
+               "weight decay (default: 0.05)", "without a better validation accuracy (default: 20)",
+               "random seed (default: 0)", "optimizer (default: adamw)", "train on (default: Training)",
+               "early stop (default: PublicTest)", "cuda:N (default: auto)", "default: all)"]),
+    ("serve", ["TCP port (default: 8000; 0: any free port"]),
+    ("export", ["with the suffix .json", "with the suffix .int8.onnx", "--ferplus FERPLUS FER+ vote file"]),
+    ("benchmark", ["--json print the results as one JSON object"]),
+    ("image", ["PATH image files"]),
+    ("video", ["path video file to analyse"]),
+])
+def test_help_states_defaults_and_outputs(capsys, verb, says):
+    with pytest.raises(SystemExit):
+        main([verb, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines where it likes
+    for phrase in says:
+        assert phrase in text, phrase
+
+
 def test_image_json_and_annotated_copies(capsys, tmp_path):
     code, out, _ = run(capsys, "image", MEDIA / "group.jpg", MEDIA / "portrait.jpg", "--json", "--out", tmp_path)
     results = json.loads(out)
@@ -54,6 +73,12 @@ def test_image_with_a_bad_file_reports_it_and_fails(capsys, tmp_path):
     code, out, err = run(capsys, "image", tmp_path / "bad.jpg", MEDIA / "portrait.jpg")
     assert code == 2 and "portrait.jpg: 1 face(s)" in out
     assert err.strip() == f"moodlens: error: {tmp_path / 'bad.jpg'}: not a readable image"
+
+
+def test_image_json_prints_nothing_when_its_only_image_fails(capsys, tmp_path):
+    (tmp_path / "text.jpg").write_text("not an image")
+    code, out, err = run(capsys, "image", tmp_path / "text.jpg", "--json")
+    assert code == 2 and out == "" and "not a readable image" in err
 
 
 def test_video_writes_annotated_video_and_timeline(capsys, tmp_path):
@@ -129,8 +154,45 @@ def test_shipped_model_keeps_its_model_card_figures(capsys):
     (["serve", "--port", "99999"], "port 99999 is out of range"),
     (["serve", "--ssl-certfile", "/nonexistent/cert.pem"], "no such certificate file"),
     (["serve", "--max-participants", "0"], "must be at least 1"),
+    (["train", "{csv}", "--epochs", "0"], "--epochs must be at least 1, not 0"),
+    (["train", "{csv}", "--epochs", "-1"], "--epochs must be at least 1, not -1"),
+    (["train", "{csv}", "--batch-size", "-5"], "--batch-size must be at least 1"),
+    (["train", "{csv}", "--lr", "-1"], "--lr must be above 0"),
+    (["train", "{csv}", "--lr", "nan"], "--lr must be above 0"),
+    (["train", "{csv}", "--weight-decay", "-1"], "--weight-decay must be at least 0"),
+    (["train", "{csv}", "--threads", "-2"], "--threads must be at least 1"),
+    (["train", "{csv}", "--limit", "0"], "--limit must be at least 1"),
+    (["train", "{csv}", "--limit", "-10"], "--limit must be at least 1"),
+    (["train", "{csv}", "--seed", "-1"], "--seed must be at least 0"),
+    (["train", "{csv}", "--ema", "1.5"], "--ema must be at least 0 and at most 1, not 1.5"),
+    (["train", "{csv}", "--degrade", "2"], "--degrade must be at least 0 and at most 1"),
+    (["train", "{csv}", "--patience", "-1"], "--patience must be at least 1"),
+    (["train", "{csv}", "--freeze-epochs", "-3"], "--freeze-epochs must be at least 0"),
+    (["train", "{csv}", "--teacher-weight", "2"], "--teacher-weight must be at least 0 and at most 1"),
+    (["train", "{csv}", "--teacher-weight", "-1"], "--teacher-weight must be at least 0 and at most 1"),
+    (["train", "{csv}", "--ferplus-weight", "1.5"], "--ferplus-weight must be at least 0 and at most 1"),
+    (["train", "{csv}", "--arch", "foo"], "--arch foo: choose one of"),
+    (["train", "{csv}", "--device", "tpu"], "--device tpu: choose auto, cpu, cuda or cuda:N"),
+    (["train", "{csv}", "--device", "cuda:99"], "--device cuda:99: no such CUDA GPU here"),
+    (["train", "{csv}", "--ferplus-8"], "needs the FER+ vote file (--ferplus)"),
+    (["train", "{csv}", "--resume", "nope.pt"], "nope.pt: no such checkpoint"),
+    (["train", "{csv}", "--resume", "{junk}"], "not a training checkpoint"),
+    (["train", "{csv}", "--out", "{junk}"], "is a file; give a folder"),
+    (["train", "{csv}", "--out", "{junk}/run"], "cannot make this folder"),
+    (["batch", "{video}", "--out", "{junk}"], "is a file; give a folder"),
+    (["batch", "{video}", "--out", "{junk}/out"], "cannot make this folder"),
+    (["export", "{junk}", "--out", "{tmp}"], "is a folder; give a file name"),
+    (["evaluate", "{csv}", "--plot", "conf.txt"], "conf.txt: --plot writes an image"),
+    (["benchmark", "--data", "/nonexistent/fer.csv"], "/nonexistent/fer.csv: no such file"),
+    (["benchmark", "--repeat", "0"], "--repeat must be at least 1"),
+    (["benchmark", "--repeat", "-1"], "--repeat must be at least 1"),
+    (["video", "{video}", "--detect-every", "0"], "--detect-every must be at least 1"),
+    (["webcam", "--detect-every", "-3"], "--detect-every must be at least 1"),
+    (["image", "{tmp}"], "is a folder, not a file"),
+    (["video", "{tmp}"], "is a folder, not a file"),
 ])
-def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, fer_rows, args, message):
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, fer_rows, args, message):
+    monkeypatch.chdir(tmp_path)  # a verb that makes its default output folder makes it here
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"junk")
     huge = tmp_path / "huge.png"  # a valid PNG header declaring 100000x100000 grey pixels

@@ -65,6 +65,9 @@ def test_image_folder_any_size_colour_or_grey(tmp_path):
     ("emotion,pixels,Usage\n1," + " ".join(["a"] * 2304) + ",Training\n", "line 2: pixel values must be"),
     ("label,image\n1,2\n", "missing column(s) emotion, pixels, Usage"),
     ("emotion,pixels,Usage\n", "no rows for split(s)"),
+    ("emotion,pixels,Usage\n3,PublicTest\n", "line 2: 2 field(s), expected 3 (emotion,pixels,Usage)"),
+    ("emotion,pixels,Usage\n3," + " ".join(["1"] * 2304) + ",Training\n3,PublicTest\n", "line 3: 2 field(s)"),
+    ("emotion,pixels,Usage\n3," + " ".join(["1"] * 2304) + ",Training,x,y\n", "line 2: 5 field(s), expected 3"),
 ])
 def test_bad_csv_rows_name_file_and_line(tmp_path, content, message):
     path = tmp_path / "bad.csv"
@@ -99,10 +102,19 @@ def test_bad_files_and_folders(tmp_path):
 
 
 def test_ferplus_file_must_line_up(tmp_path, small_csv):
-    (tmp_path / "plus.csv").write_text("Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,"
-                                       "contempt,unknown,NF\nPublicTest,a.png,10,0,0,0,0,0,0,0,0,0\n")
+    header = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
+    (tmp_path / "plus.csv").write_text(header + "PublicTest,a.png,10,0,0,0,0,0,0,0,0,0\n")
     with pytest.raises(DataError, match="does not line up"):
         load_fer2013(small_csv, ferplus=tmp_path / "plus.csv")
+    (tmp_path / "plus.csv").write_text(header + "Training,a.png,10,0,0,0,0,0,0,0\n")
+    with pytest.raises(DataError, match=r"plus.csv, line 2: 10 field\(s\), expected 12"):
+        load_fer2013(small_csv, ferplus=tmp_path / "plus.csv")
+
+
+def test_ferplus_options_are_checked_before_the_file_is_read(tmp_path):
+    # A path that does not exist: the option mistake must be said before the file is opened.
+    with pytest.raises(DataError, match=r"--ferplus-8\) needs the FER\+ vote file \(--ferplus\)"):
+        load_fer2013(tmp_path / "missing.csv", ferplus_classes=True)
 
 
 def test_class_names():

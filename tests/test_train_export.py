@@ -11,9 +11,10 @@ import pytest
 
 from conftest import FER_CSV
 from moodlens import train as train_module
+from moodlens.classes import FER2013_CLASSES
 from moodlens.classify import EmotionModel, ModelError
 from moodlens.cli import main
-from moodlens.data import load_fer2013
+from moodlens.data import FERPLUS_COLUMNS, load_fer2013
 from moodlens.errors import MoodLensError
 from moodlens.export import export
 from moodlens.train import TrainConfig, train
@@ -70,6 +71,14 @@ def test_interrupted_run_resumes_where_it_stopped(run, tmp_path, monkeypatch):
         train(TrainConfig(**{**short.__dict__, "epochs": 5, "resume": str(tmp_path / "last.pt")}))
 
 
+def test_resume_refuses_another_preset(run, tmp_path, small_csv):
+    cfg, _ = run
+    other = TrainConfig(**{**cfg.__dict__, "data": str(small_csv), "out": str(tmp_path), "model": "moodnet_s",
+                           "resume": f"{cfg.out}/last.pt"})
+    with pytest.raises(MoodLensError, match="a moodnet_xs for happy, surprise; this run trains a moodnet_s"):
+        train(other)
+
+
 def test_init_starts_a_fresh_schedule_from_a_trained_run(run, tmp_path, capsys):
     cfg, report = run
     best = Path(cfg.out) / "best.pt"
@@ -105,6 +114,43 @@ def test_export_matches_torch_on_real_faces(run, tmp_path):
     faces = load_fer2013(FER_CSV, "PublicTest", classes="happy,surprise")
     probs = model.predict(faces.images[:64])
     assert probs.shape == (64, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_a_run_stores_absolute_data_paths_and_exports_from_any_folder(tmp_path, small_csv, monkeypatch):
+    monkeypatch.chdir(small_csv.parent)
+    out = tmp_path / "runs" / "short"
+    train(TrainConfig(data=small_csv.name, out="runs/short", model="moodnet_xs", classes="happy,surprise", epochs=1,
+                      batch_size=50, limit=50))
+    assert json.loads((out / "config.json").read_text())["data"] == str(small_csv.resolve())
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    report = export(out / "best.pt", "m.onnx", calibrate=False)
+    assert report["n_val"] == len(load_fer2013(small_csv, "PublicTest", classes="happy,surprise"))
+
+
+def test_export_names_the_option_for_a_data_file_that_is_not_there(run, tmp_path, small_csv, fer_rows):
+    """A run trained before data paths were stored absolute, exported from another folder."""
+    cfg, _ = run
+    state = torch.load(Path(cfg.out) / "best.pt", weights_only=False)
+    state["config"].update(data="../gone/fer2013.csv.gz", ferplus="../gone/fer2013new.csv")
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    with pytest.raises(MoodLensError, match=r"its training data ../gone/fer2013.csv.gz is not there \(relative to "
+                                            r"the folder training ran from\); give it with --data"):
+        export(old, tmp_path / "m.onnx")
+    with pytest.raises(MoodLensError, match="its FER\\+ vote file ../gone/fer2013new.csv is not there.*--ferplus$"):
+        export(old, tmp_path / "m.onnx", data=str(small_csv))
+    votes = tmp_path / "votes.csv"  # every annotator agrees with FER2013's label
+    lines = ["Usage,Image name," + ",".join(FERPLUS_COLUMNS) + ",unknown,NF"]
+    for row in fer_rows:
+        chosen = FER2013_CLASSES[int(row["emotion"])]
+        lines.append(f"{row['Usage']},face.png," + ",".join("10" if FERPLUS_COLUMNS[c] == chosen else "0"
+                                                            for c in FERPLUS_COLUMNS) + ",0,0")
+    votes.write_text("\n".join(lines) + "\n")
+    assert main(["export", str(old), "--out", str(tmp_path / "m.onnx"), "--data", str(small_csv),
+                 "--ferplus", str(votes), "--no-calibrate"]) == 0
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert report["n_val"] == len(load_fer2013(small_csv, "PublicTest", classes="happy,surprise"))
 
 
 def test_emotion_model_takes_any_size_grey_or_bgr():

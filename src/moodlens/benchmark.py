@@ -69,11 +69,11 @@ def default_fer_csv(media: Path) -> Path:
     return media.parent / "datasets" / "fer2013" / "fer2013.csv.gz"
 
 
-def publictest_faces(csv: Path) -> np.ndarray | None:
-    """The FER2013 PublicTest faces, in file order (None without the CSV)."""
+def publictest_faces(csv: Path, required: bool = False) -> np.ndarray | None:
+    """The FER2013 PublicTest faces, in file order; None without the CSV unless it is ``required``."""
     from moodlens.data import load_fer2013
 
-    return load_fer2013(csv, splits="PublicTest").images if csv.is_file() else None
+    return load_fer2013(csv, splits="PublicTest").images if required or csv.is_file() else None
 
 
 def publictest_gallery(faces: np.ndarray, start: int = 0, seed: int = 0) -> tuple[np.ndarray, list]:
@@ -102,7 +102,8 @@ def run_benchmark(model: str | None = None, detector: str | None = None, repeat:
         "7x7 1920x1080": make_gallery(people, 7, 7, size=(1920, 1080)),
         "10x10 1280x720": make_gallery(people, 10, 10, size=(1280, 720)),
     }
-    fer = publictest_faces(Path(fer_csv) if fer_csv else default_fer_csv(media))
+    # Only the default CSV may be missing: one asked for by name must be read.
+    fer = publictest_faces(Path(fer_csv) if fer_csv else default_fer_csv(media), required=bool(fer_csv))
     if fer is not None:
         galleries["10x10 1280x720 PublicTest"] = publictest_gallery(fer)
     gallery_720, truth_720 = galleries["5x5 1280x720 (20 faces)"]

@@ -35,6 +35,8 @@ def _writable_file(target: str) -> Path:
 def _writable_folder(target: str) -> Path:
     """The folder ``target``, made if missing, that files can be written into."""
     folder = Path(target)
+    if folder.exists() and not folder.is_dir():
+        raise MoodLensError(f"{target}: is a file; give a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -42,6 +44,17 @@ def _writable_folder(target: str) -> Path:
     if not os.access(folder, os.W_OK):
         raise MoodLensError(f"{target}: cannot write there (read-only or no permission)")
     return folder
+
+
+def _in_range(option: str, value: float | None, low: float, high: float | None = None, *,
+              above: bool = False) -> None:
+    """Refuse an option's number outside ``low``..``high`` (``above``: ``low`` itself excluded) with
+    one line naming the range; None is an option left out."""
+    if value is None:
+        return
+    if not ((value > low if above else value >= low) and (high is None or value <= high)):  # NaN fits neither
+        bounds = f"{'above' if above else 'at least'} {low}" + ("" if high is None else f" and at most {high}")
+        raise MoodLensError(f"{option} must be {bounds}, not {value}")
 
 
 def _needs_train_extra():
@@ -52,13 +65,31 @@ def _needs_train_extra():
 
 
 def cmd_train(args) -> int:
+    _in_range("--epochs", args.epochs, 1)
+    _in_range("--batch-size", args.batch_size, 1)
+    _in_range("--lr", args.lr, 0, above=True)
+    _in_range("--weight-decay", args.weight_decay, 0)
+    _in_range("--patience", args.patience, 1)
+    _in_range("--limit", args.limit, 1)
+    _in_range("--seed", args.seed, 0, 2**32 - 1)  # numpy's seed range
+    _in_range("--threads", args.threads, 1)
+    _in_range("--freeze-epochs", args.freeze_epochs, 0)
+    _in_range("--finetune-lr", args.finetune_lr, 0)
+    _in_range("--degrade", args.degrade, 0, 1)
+    _in_range("--ema", args.ema, 0, 1)
+    _in_range("--teacher-weight", args.teacher_weight, 0, 1)
+    _in_range("--ferplus-weight", args.ferplus_weight, 0, 1)
     _needs_train_extra()
+    from moodlens.models import list_models
     from moodlens.train import TrainConfig, train
 
+    if args.arch not in list_models():
+        raise MoodLensError(f"--arch {args.arch}: choose one of {', '.join(list_models())}")
     if args.pretrained and not args.backbone:
         raise MoodLensError("--pretrained needs --backbone: the architecture of the weights in the file")
     if args.pretrained and args.init:
         raise MoodLensError("--pretrained and --init both choose the starting weights; give one")
+    _writable_folder(args.out)
     cfg = TrainConfig(data=args.data, out=args.out, model=args.backbone or args.arch, classes=args.classes,
                       ferplus=args.ferplus, ferplus_classes=args.ferplus_8, ferplus_weight=args.ferplus_weight,
                       degrade=args.degrade, ema=args.ema, teacher=args.teacher,
@@ -81,9 +112,13 @@ def cmd_evaluate(args) -> int:
 
     if args.plot:
         try:
-            import matplotlib  # noqa: F401
+            import matplotlib.backend_bases
         except ImportError:
             raise MoodLensError("--plot needs matplotlib: pip install 'moodlens[train]' (or matplotlib)") from None
+        # matplotlib picks the format from the suffix and fails only after the whole evaluation.
+        kinds = matplotlib.backend_bases.FigureCanvasBase.get_supported_filetypes()
+        if Path(args.plot).suffix.lower().lstrip(".") not in kinds:
+            raise MoodLensError(f"{args.plot}: --plot writes an image; name it .png, .jpg, .svg or .pdf")
         _writable_file(args.plot)
     report = evaluate(args.data, args.split, args.model, tta=args.tta, ferplus=args.ferplus, plot=args.plot,
                       corruptions=args.corruptions, progress=not args.json)
@@ -95,7 +130,10 @@ def cmd_export(args) -> int:
     _needs_train_extra()
     from moodlens.export import export
 
-    report = export(args.checkpoint, args.out, data=args.data, calibrate=not args.no_calibrate, quantize=args.int8)
+    _writable_folder(str(Path(args.out).parent))  # export makes a missing folder, as it always has
+    _writable_file(args.out)
+    report = export(args.checkpoint, args.out, data=args.data, calibrate=not args.no_calibrate, quantize=args.int8,
+                    ferplus=args.ferplus)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -130,8 +168,8 @@ def cmd_image(args) -> int:
         if not args.json:
             summary = ", ".join(describe(f) for f in faces) or "no faces"
             print(f"{path}: {len(faces)} face(s): {summary}")
-    if args.json:
-        print(json.dumps(results if len(args.paths) > 1 else (results[0] if results else {}), indent=1))
+    if args.json and results:  # nothing on stdout when the only image failed: its error says it all
+        print(json.dumps(results if len(args.paths) > 1 else results[0], indent=1))
     return 2 if failed else 0
 
 
@@ -142,6 +180,7 @@ def cmd_video(args) -> int:
     from moodlens.annotate import annotate
     from moodlens.sources import VideoFile, VideoSink
 
+    _in_range("--detect-every", args.detect_every, 1)
     for target in (args.out, args.timeline):
         if target:
             _writable_file(target)
@@ -178,6 +217,7 @@ def cmd_webcam(args) -> int:
     from moodlens.annotate import annotate
     from moodlens.sources import Camera
 
+    _in_range("--detect-every", args.detect_every, 1)
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise MoodLensError("no display to open a window on; try `moodlens serve` and open the live page in a browser")
     try:  # the desktop app is the better window when its extra is installed
@@ -212,8 +252,7 @@ def _web_extra():
 
 def cmd_serve(args) -> int:
     server = _web_extra()
-    if args.max_participants < 1:
-        raise MoodLensError(f"--max-participants must be at least 1, not {args.max_participants}")
+    _in_range("--max-participants", args.max_participants, 1)
     limits = server.Limits(participants=args.max_participants)
     server.serve(args.host, args.port, args.db, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
                  self_signed=args.self_signed, trusted_proxies=args.trusted_proxies, limits=limits)
@@ -252,6 +291,7 @@ def cmd_desktop(args) -> int:
 def cmd_benchmark(args) -> int:
     from moodlens.benchmark import format_benchmark, run_benchmark
 
+    _in_range("--repeat", args.repeat, 1)
     result = run_benchmark(model=args.model, detector=args.detector, repeat=args.repeat, media=args.media,
                            fer_csv=args.data, stat=args.stat)
     print(json.dumps(result, indent=1) if args.json else format_benchmark(result))
@@ -261,6 +301,7 @@ def cmd_benchmark(args) -> int:
 def cmd_batch(args) -> int:
     from moodlens.batch import Settings, run_batch
 
+    _writable_folder(args.out)
     settings = Settings(fps=args.fps, chunk_s=args.chunk_seconds, detect_every=args.detect_every, model=args.model,
                         detector=args.detector)
     report = run_batch(args.paths, args.out, engine=args.engine, workers=args.workers, address=args.address,
@@ -340,19 +381,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--teacher-weight", type=float, default=0.7,
                     help="with --teacher: share of each target taken from the teachers' probabilities "
                     "(default: %(default)s)")
-    sp.add_argument("--train-split", default="Training", help="Usage value or sub-folder to train on")
-    sp.add_argument("--val-split", default="PublicTest", help="Usage value or sub-folder for validation/early stop")
-    sp.add_argument("--epochs", type=int, default=60)
-    sp.add_argument("--batch-size", type=int, default=128)
-    sp.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
-    sp.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule")
-    sp.add_argument("--weight-decay", type=float, default=0.05)
+    sp.add_argument("--train-split", default="Training", help="Usage value or sub-folder to train on "
+                    "(default: %(default)s)")
+    sp.add_argument("--val-split", default="PublicTest", help="Usage value or sub-folder for validation/early stop "
+                    "(default: %(default)s)")
+    sp.add_argument("--epochs", type=int, default=60, help="length of the learning-rate schedule; "
+                    "--patience may stop earlier (default: %(default)s)")
+    sp.add_argument("--batch-size", type=int, default=128, help="faces per training step (default: %(default)s)")
+    sp.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"],
+                    help="optimizer (default: %(default)s)")
+    sp.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule "
+                    "(default: %(default)s)")
+    sp.add_argument("--weight-decay", type=float, default=0.05, help="weight decay (default: %(default)s)")
     sp.add_argument("--class-weights", default="sqrt", choices=["none", "sqrt", "inverse"],
                     help="loss weights for rare classes (default: %(default)s)")
-    sp.add_argument("--patience", type=int, default=20, help="stop after this many epochs without improvement")
-    sp.add_argument("--limit", type=int, help="train on a random subset of this many faces (quick runs)")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    sp.add_argument("--patience", type=int, default=20, help="stop early, before --epochs, after this many epochs "
+                    "without a better validation accuracy (default: %(default)s)")
+    sp.add_argument("--limit", type=int, help="train on a random subset of this many faces (quick runs; default: "
+                    "all)")
+    sp.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    sp.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N "
+                    "(default: %(default)s)")
     sp.add_argument("--no-bf16", action="store_true", help="train in float32 (bf16 autocast is used where supported)")
     sp.add_argument("--threads", type=int, help="CPU threads (default: all cores; 1 is faster on a machine busy "
                     "with other work, where threads wait for each other)")
@@ -373,27 +422,32 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also re-score under fixed webcam degradations (blur, noise, JPEG, WebP, small, low light, "
                     "rotation; docs/robustness.md) and report their mean")
     sp.add_argument("--tta", action="store_true", help="average each face with its mirror image")
-    sp.add_argument("--plot", help="write the confusion matrix to this PNG")
+    sp.add_argument("--plot", help="write the confusion matrix to this image (.png, .jpg, .svg, .pdf)")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
     sp.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser("export", help="checkpoint -> calibrated ONNX, checked against torch on real faces")
     sp.add_argument("checkpoint", help="best.pt or last.pt from a training run")
-    sp.add_argument("--out", default="moodnet.onnx", help="ONNX file to write (default: %(default)s)")
-    sp.add_argument("--data", help="dataset for calibration and parity (default: the training data)")
+    sp.add_argument("--out", default="moodnet.onnx", help="ONNX file to write; its report goes beside it, "
+                    "with the suffix .json (default: %(default)s)")
+    sp.add_argument("--data", help="dataset for calibration and parity (default: the training data, as stored in "
+                    "the checkpoint)")
+    sp.add_argument("--ferplus", help="FER+ vote file of a run trained with --ferplus (default: the one stored in "
+                    "the checkpoint)")
     sp.add_argument("--no-calibrate", action="store_true", help="skip temperature scaling")
-    sp.add_argument("--int8", action="store_true", help="also write an int8-quantised model and its accuracy")
+    sp.add_argument("--int8", action="store_true", help="also write an int8-quantised model beside OUT, with "
+                    "the suffix .int8.onnx, and report its accuracy")
     sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("image", help="faces and emotions in images")
-    sp.add_argument("paths", nargs="+", metavar="PATH")
+    sp.add_argument("paths", nargs="+", metavar="PATH", help="image files (JPEG, PNG, WebP, BMP)")
     sp.add_argument("--out", help="folder for annotated copies")
     sp.add_argument("--json", action="store_true", help="print the faces as JSON")
     engine_options(sp)
     sp.set_defaults(func=cmd_image)
 
     sp = sub.add_parser("video", help="annotated video and a per-face, per-second emotion timeline")
-    sp.add_argument("path")
+    sp.add_argument("path", help="video file to analyse")
     sp.add_argument("--out", help="annotated video to write: .webm (VP8; plays in browsers) or .mp4 (H.264, "
                     "where this OpenCV can encode it)")
     sp.add_argument("--timeline", help="timeline to write: .csv or .json")
@@ -414,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("serve", help="web app: live camera, uploads, class dashboard (extra `web`)")
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this computer "
                     "only; 0.0.0.0 for the classroom network)")
-    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s; 0: any free port, "
+                    "printed at the start)")
     sp.add_argument("--db", help=db_help)
     sp.add_argument("--ssl-certfile", help="serve https (browsers give other computers' pages the camera only "
                     "over https)")
@@ -440,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_desktop)
 
     sp = sub.add_parser("benchmark", help="speed of the detector, classifier and whole pipeline on this machine")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the results as one JSON object")
     sp.add_argument("--repeat", type=int, default=30, help="timed runs per figure (default: %(default)s)")
     sp.add_argument("--media", default=os.environ.get("MOODLENS_MEDIA"),
                     help="folder with the test photos (default: MOODLENS_MEDIA, else ../shared/media of a source checkout)")

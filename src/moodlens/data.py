@@ -69,15 +69,21 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 def _rows(path: Path, required: Iterable[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield (line number, row) from a CSV, checking the header first."""
+    """Yield (line number, row) from a CSV, checking the header first and each row's field count."""
     try:
         with _open_text(path) as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            reader = csv.reader(f)
+            header = next(reader, [])
+            missing = [c for c in required if c not in header]
             if missing:
                 raise DataError(f"{path}: not the expected CSV, missing column(s) {', '.join(missing)}")
-            for row in reader:
-                yield reader.line_num, row
+            for fields in reader:
+                if not fields:  # a blank line, as csv.DictReader skips
+                    continue
+                if len(fields) != len(header):
+                    raise DataError(f"{path}, line {reader.line_num}: {len(fields)} field(s), expected "
+                                    f"{len(header)} ({','.join(header)})")
+                yield reader.line_num, dict(zip(header, fields))
     except (OSError, UnicodeDecodeError, EOFError, csv.Error) as e:
         raise DataError(f"{path}: cannot read CSV ({e})") from None
 
@@ -125,6 +131,13 @@ def load_fer2013(
         DataError: unreadable file, wrong header, a row with a bad label or pixel count.
     """
     path = Path(path)
+    # Option mistakes are said before the whole file is read.
+    if ferplus_classes and ferplus is None:
+        raise DataError("the 8-class FER+ task (--ferplus-8) needs the FER+ vote file (--ferplus)")
+    if ferplus is not None and not 0.0 <= ferplus_weight <= 1.0:
+        raise DataError(f"the FER+ weight must be between 0 and 1, got {ferplus_weight}")
+    if ferplus_classes and ferplus_weight < 1.0:
+        raise DataError("blending FER+ votes with FER2013 labels needs the 7 FER2013 classes (no --ferplus-8)")
     wanted_splits = None
     if splits is not None:
         wanted_splits = {s.strip() for s in (splits.split(",") if isinstance(splits, str) else splits)}
@@ -138,9 +151,9 @@ def load_fer2013(
             label = int(row["emotion"])
             if not 0 <= label < len(FER2013_CLASSES):
                 raise ValueError
-        except (TypeError, ValueError):
+        except ValueError:
             raise DataError(f"{path}, line {line}: unknown emotion label {row['emotion']!r} (expected 0-6)") from None
-        values = (row["pixels"] or "").split()
+        values = row["pixels"].split()
         if len(values) != n_pixels:
             raise DataError(f"{path}, line {line}: {len(values)} pixel values, expected {n_pixels} (48x48)")
         try:
@@ -158,14 +171,7 @@ def load_fer2013(
     images = np.stack(pixels)
     labels = np.array(labels, np.int64)
     if ferplus is None:
-        if ferplus_classes:
-            raise DataError("the 8-class FER+ task needs the FER+ vote file (ferplus=...)")
         return _select_classes(images, labels, None, FER2013_CLASSES, classes)
-
-    if not 0.0 <= ferplus_weight <= 1.0:
-        raise DataError(f"the FER+ weight must be between 0 and 1, got {ferplus_weight}")
-    if ferplus_classes and ferplus_weight < 1.0:
-        raise DataError("blending FER+ votes with FER2013 labels needs the 7 FER2013 classes (no --ferplus-8)")
     votes, ok, total = _read_ferplus_votes(Path(ferplus), usages)
     votes, ok, total = votes[lines], ok[lines], total[lines]
     if crowd_majority:
@@ -202,7 +208,7 @@ def _read_ferplus_votes(path: Path, usages: list[str]) -> tuple[np.ndarray, np.n
         try:
             counts = {FERPLUS_COLUMNS[c]: float(row[c]) for c in columns}
             junk = float(row["unknown"]) + float(row["NF"])
-        except (TypeError, ValueError):
+        except ValueError:
             raise DataError(f"{path}, line {line}: vote counts must be numbers") from None
         votes.append([counts[c] for c in FERPLUS_CLASSES])
         total.append(sum(counts.values()) + junk)

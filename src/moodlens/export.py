@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from moodlens.classify import EmotionModel
+from moodlens.errors import MoodLensError
 from moodlens.metrics import classification_report
 from moodlens.preprocess import PreprocessSpec, preprocess
 from moodlens.train import load_checkpoint, load_splits
@@ -40,15 +41,17 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def export(checkpoint: str | Path, out: str | Path, data: str | None = None, calibrate: bool = True,
-           quantize: bool = False) -> dict:
+           quantize: bool = False, ferplus: str | None = None) -> dict:
     """Write ``out`` (ONNX) and ``out`` with ``.json`` (the export report); returns the report.
 
     ``data`` defaults to the dataset the checkpoint was trained on; its validation split
-    supplies the real faces for calibration and the parity check.
+    supplies the real faces for calibration and the parity check. ``ferplus`` defaults to the
+    FER+ vote file it was trained with, if any.
     """
     model, spec, cfg = load_checkpoint(checkpoint)
-    if data:
-        cfg.data = data
+    cfg.data = data or _stored_path(checkpoint, "training data", cfg.data, "--data")
+    if cfg.ferplus or ferplus:
+        cfg.ferplus = ferplus or _stored_path(checkpoint, "FER+ vote file", cfg.ferplus, "--ferplus")
     cfg.limit = 512  # the training split is needed only as quantisation calibration faces
     train_set, val_set = load_splits(cfg)
     x_val = torch.from_numpy(preprocess(val_set.images, spec))
@@ -83,6 +86,15 @@ def export(checkpoint: str | Path, out: str | Path, data: str | None = None, cal
         report.update(_quantize(out, spec, train_set.images, val_set.images, val_set.labels))
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _stored_path(checkpoint: str | Path, what: str, path: str, option: str) -> str:
+    """A data path from a checkpoint's config, where it is still there. Older runs stored paths
+    relative to the folder training ran from; they are read from the current folder."""
+    if not Path(path).exists():
+        relative = "" if Path(path).is_absolute() else " (relative to the folder training ran from)"
+        raise MoodLensError(f"{checkpoint}: its {what} {path} is not there{relative}; give it with {option}")
+    return path
 
 
 def _set_metadata(path: Path, spec: PreprocessSpec, extra: dict) -> None:

@@ -83,9 +83,19 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(name: str) -> torch.device:
+    """``auto`` (a CUDA GPU if there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise MoodLensError(f"--device {name}: choose auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise MoodLensError(f"--device {name}: no such CUDA GPU here (this torch sees "
+                            f"{torch.cuda.device_count()}); use --device cpu or auto")
+    return device
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -203,9 +213,13 @@ def train(cfg: TrainConfig) -> dict:
     ``last.pt``, ``best.pt``, ``config.json``, ``metrics.csv``, ``curves.png``,
     ``confusion.png`` and ``report.json``."""
     seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    resumed = _read_checkpoint(cfg.resume, "optimizer", "scheduler", "epoch", "best_acc", "history") if cfg.resume else None
+    if resumed and resumed["config"]["epochs"] != cfg.epochs:
+        raise MoodLensError(f"{cfg.resume}: was planned for {resumed['config']['epochs']} epochs; resume with "
+                            "the same --epochs (the learning-rate schedule depends on it)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg.device)
     bf16 = cfg.bf16 and bf16_supported(device)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
 
@@ -242,17 +256,17 @@ def train(cfg: TrainConfig) -> dict:
     averaged = copy.deepcopy(model) if cfg.ema > 0 else model
 
     start_epoch, best_acc, history = 1, -1.0, []
-    if cfg.resume:
-        state = torch.load(cfg.resume, map_location=device, weights_only=False)
-        if state["config"]["epochs"] != cfg.epochs:
-            raise MoodLensError(f"{cfg.resume}: was planned for {state['config']['epochs']} epochs; resume with "
-                                "the same --epochs (the learning-rate schedule depends on it)")
-        model.load_state_dict(state.get("trained", state["model"]))
-        averaged.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best_acc, history = state["epoch"] + 1, state["best_acc"], state["history"]
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    if resumed:
+        _same_model(cfg.resume, resumed, cfg.model, spec)
+        model.load_state_dict(resumed.get("trained", resumed["model"]))
+        averaged.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        start_epoch, best_acc, history = resumed["epoch"] + 1, resumed["best_acc"], resumed["history"]
+    # Data paths are stored absolute, so that the run exports from any folder.
+    saved_cfg = asdict(cfg) | {name: str(Path(path).resolve()) for name, path in
+                               (("data", cfg.data), ("ferplus", cfg.ferplus)) if path}
+    (out / "config.json").write_text(json.dumps(saved_cfg, indent=2))
 
     gen = torch.Generator().manual_seed(cfg.seed + start_epoch)
     rng = np.random.default_rng(cfg.seed + start_epoch)
@@ -308,7 +322,7 @@ def train(cfg: TrainConfig) -> dict:
             stale += 1
         state = {"model": averaged.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "epoch": epoch, "best_acc": best_acc, "history": history,
-                 "config": asdict(cfg), "spec": spec.to_json()}
+                 "config": saved_cfg, "spec": spec.to_json()}
         if averaged is not model:
             state["trained"] = model.state_dict()
         torch.save(state, out / "last.pt")
@@ -336,16 +350,33 @@ def train(cfg: TrainConfig) -> dict:
     return report
 
 
-def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, PreprocessSpec, TrainConfig]:
-    """The averaged (evaluated) model of a training checkpoint, with its spec and config."""
+def _read_checkpoint(path: str | Path, *keys: str) -> dict:
+    """The saved state of a training checkpoint, which must hold the model, config, spec and ``keys``."""
     path = Path(path)
     if not path.is_file():
         raise MoodLensError(f"{path}: no such checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-        state["model"], state["config"], state["spec"]
+        for key in ("model", "config", "spec", *keys):
+            state[key]
     except Exception as e:  # torch.load raises many types (pickle, zip, runtime) for foreign files
         raise MoodLensError(f"{path}: not a training checkpoint ({type(e).__name__})") from None
+    return state
+
+
+def _same_model(path: str | Path, state: dict, preset: str, spec: PreprocessSpec) -> None:
+    """Refuse a checkpoint of another preset, class set or preprocessing than this run's."""
+    source_preset, source_spec = state["config"]["model"], PreprocessSpec.from_json(state["spec"])
+    if source_preset != preset or source_spec.classes != spec.classes:
+        raise MoodLensError(f"{path}: a {source_preset} for {', '.join(source_spec.classes)}; this run trains a "
+                            f"{preset} for {', '.join(spec.classes)}")
+    if source_spec != spec:
+        raise MoodLensError(f"{path}: trained with other preprocessing ({source_spec.to_json()})")
+
+
+def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, PreprocessSpec, TrainConfig]:
+    """The averaged (evaluated) model of a training checkpoint, with its spec and config."""
+    state = _read_checkpoint(path)
     cfg = TrainConfig.from_dict(state["config"])
     spec = PreprocessSpec.from_json(state["spec"])
     model = create_model(cfg.model, num_classes=len(spec.classes))
@@ -357,13 +388,9 @@ def init_weights(model: torch.nn.Module, spec: PreprocessSpec, preset: str, path
     """Start ``model`` from the evaluated weights of another run's checkpoint. Unlike
     ``--resume`` the schedule starts afresh, so a trained model can be fine-tuned on new faces or
     given a second learning-rate cycle."""
-    source, source_spec, source_cfg = load_checkpoint(path)
-    if source_cfg.model != preset or source_spec.classes != spec.classes:
-        raise MoodLensError(f"{path}: a {source_cfg.model} for {', '.join(source_spec.classes)}; this run trains a "
-                            f"{preset} for {', '.join(spec.classes)}")
-    if source_spec != spec:
-        raise MoodLensError(f"{path}: trained with other preprocessing ({source_spec.to_json()})")
-    model.load_state_dict(source.state_dict())
+    state = _read_checkpoint(path)
+    _same_model(path, state, preset, spec)
+    model.load_state_dict(state["model"])
 
 
 def teacher_probs(paths: list[str], images: np.ndarray, classes: tuple[str, ...], device: torch.device,
