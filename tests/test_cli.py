@@ -190,6 +190,8 @@ def test_shipped_model_keeps_its_model_card_figures(capsys):
     (["webcam", "--detect-every", "-3"], "--detect-every must be at least 1"),
     (["image", "{tmp}"], "is a folder, not a file"),
     (["video", "{tmp}"], "is a folder, not a file"),
+    (["image", "{portrait}", "--model", "{tmp}"], "is a folder, not a model file"),
+    (["train", "{csv}", "--out", "{done}"], "already holds a trained run (last.pt); continue it with --resume"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, fer_rows, args, message):
     monkeypatch.chdir(tmp_path)  # a verb that makes its default output folder makes it here
@@ -203,12 +205,15 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, fer_row
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(portrait[: len(portrait) // 2])
     csv_path = write_csv(tmp_path / "s.csv", fer_rows)
+    done = tmp_path / "done"  # a run folder a new run must not overwrite
+    done.mkdir()
+    (done / "last.pt").write_bytes(b"trained")
     video = tmp_path / "v.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
     writer.write(np.zeros((48, 64, 3), np.uint8))
     writer.release()
     code, _, err = run(capsys, *[a.format(junk=junk, csv=csv_path, video=video, huge=huge, truncated=truncated,
-                                          portrait=MEDIA / "portrait.jpg", tmp=tmp_path) for a in args])
+                                          portrait=MEDIA / "portrait.jpg", tmp=tmp_path, done=done) for a in args])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 

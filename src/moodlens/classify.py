@@ -37,6 +37,8 @@ class EmotionModel:
         import onnxruntime as ort
 
         self.path = Path(path) if path else default_model_path()
+        if self.path.is_dir():
+            raise ModelError(f"{self.path}: is a folder, not a model file")
         if not self.path.is_file():
             raise ModelError(f"{self.path}: no such model file")
         options = ort.SessionOptions()

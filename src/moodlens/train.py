@@ -219,6 +219,10 @@ def train(cfg: TrainConfig) -> dict:
         raise MoodLensError(f"{cfg.resume}: was planned for {resumed['config']['epochs']} epochs; resume with "
                             "the same --epochs (the learning-rate schedule depends on it)")
     out = Path(cfg.out)
+    kept = [name for name in ("best.pt", "last.pt") if (out / name).exists()]
+    if kept and not resumed:  # a new run would overwrite a trained one's checkpoints
+        raise MoodLensError(f"{out}: already holds a trained run ({', '.join(kept)}); continue it with "
+                            f"--resume {out / 'last.pt'}, or give another --out")
     out.mkdir(parents=True, exist_ok=True)
     bf16 = cfg.bf16 and bf16_supported(device)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
