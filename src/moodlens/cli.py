@@ -175,6 +175,7 @@ def cmd_image(args) -> int:
 
 def cmd_video(args) -> int:
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from moodlens.aggregate import Timeline
     from moodlens.annotate import annotate
@@ -189,11 +190,12 @@ def cmd_video(args) -> int:
     timeline = Timeline(recognizer.classes)
     sink = VideoSink(args.out, source.fps, (source.width, source.height)) if args.out else None
     try:
-        for frame in tqdm(recognizer.stream(source, args.detect_every, keep_image=sink is not None),
-                          total=source.frame_count or None, unit="frame", desc=Path(args.path).name):
-            timeline.add(frame)
-            if sink is not None:
-                sink.write(annotate(frame.image, frame.faces))
+        with logging_redirect_tqdm():  # a warning (a cut-short file) on a line of its own, not on the bar's
+            for frame in tqdm(recognizer.stream(source, args.detect_every, keep_image=sink is not None),
+                              total=source.frame_count or None, unit="frame", desc=Path(args.path).name):
+                timeline.add(frame)
+                if sink is not None:
+                    sink.write(annotate(frame.image, frame.faces))
     finally:
         if sink is not None:
             sink.close()
