@@ -191,6 +191,9 @@ def test_shipped_model_keeps_its_model_card_figures(capsys):
     (["image", "{tmp}"], "is a folder, not a file"),
     (["video", "{tmp}"], "is a folder, not a file"),
     (["image", "{portrait}", "--model", "{tmp}"], "is a folder, not a model file"),
+    (["export", "{tmp}"], "is a folder, not a checkpoint"),
+    (["train", "{csv}", "--resume", "{tmp}"], "is a folder, not a checkpoint"),
+    (["train", "{csv}", "--ferplus", "{tmp}", "--epochs", "1"], "is a folder, not a file"),
     (["train", "{csv}", "--out", "{done}"], "already holds a trained run (last.pt); continue it with --resume"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, fer_rows, args, message):

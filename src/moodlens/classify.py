@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moodlens.errors import MoodLensError
+from moodlens.errors import MoodLensError, existing_file
 from moodlens.preprocess import PreprocessSpec, preprocess
 from moodlens.weights import WEIGHTS_DIR
 
@@ -37,10 +37,7 @@ class EmotionModel:
         import onnxruntime as ort
 
         self.path = Path(path) if path else default_model_path()
-        if self.path.is_dir():
-            raise ModelError(f"{self.path}: is a folder, not a model file")
-        if not self.path.is_file():
-            raise ModelError(f"{self.path}: no such model file")
+        existing_file(self.path, ModelError, "model file")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
         options.log_severity_level = 3

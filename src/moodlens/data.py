@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from moodlens.classes import FER2013_CLASSES, FERPLUS_CLASSES, ClassNameError, resolve_classes
-from moodlens.errors import MoodLensError
+from moodlens.errors import MoodLensError, existing_file
 from moodlens.preprocess import resize_square
 
 FER_SIZE = 48
@@ -61,8 +61,7 @@ class FaceSet:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    existing_file(path, DataError)
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     return open(path, encoding="utf-8", newline="")

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from moodlens.errors import MoodLensError
+from moodlens.errors import MoodLensError, existing_file
 
 log = logging.getLogger("moodlens.sources")
 
@@ -101,14 +101,6 @@ def _webp_size(data: bytes) -> tuple[int, int]:
     raise ValueError("unknown WebP chunk")
 
 
-def _existing_file(path: Path) -> None:
-    """Refuse a path that is not a file, saying whether it is a folder or missing."""
-    if path.is_dir():
-        raise SourceError(f"{path}: is a folder, not a file")
-    if not path.is_file():
-        raise SourceError(f"{path}: no such file")
-
-
 def read_image(image: str | Path | np.ndarray) -> np.ndarray:
     """A BGR uint8 image from a path or an array (grey and BGRA arrays are converted)."""
     if isinstance(image, np.ndarray):
@@ -120,7 +112,7 @@ def read_image(image: str | Path | np.ndarray) -> np.ndarray:
             return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
         return image
     path = Path(image)
-    _existing_file(path)
+    existing_file(path, SourceError)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -168,7 +160,7 @@ class VideoFile:
 
     def __init__(self, path: str | Path, stride: int = 1):
         self.path = Path(path)
-        _existing_file(self.path)
+        existing_file(self.path, SourceError)
         probe = cv2.VideoCapture(str(self.path), self.BACKEND)
         try:
             if not (probe.isOpened() and probe.grab()):

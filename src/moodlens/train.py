@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from moodlens.data import FaceSet, load_crowd_majority, load_faces
 from moodlens.degrade import random_degrade
-from moodlens.errors import MoodLensError
+from moodlens.errors import MoodLensError, existing_file
 from moodlens.metrics import classification_report, format_report
 from moodlens.models import create_model, load_backbone
 from moodlens.plots import plot_confusion, plot_curves
@@ -357,8 +357,7 @@ def train(cfg: TrainConfig) -> dict:
 def _read_checkpoint(path: str | Path, *keys: str) -> dict:
     """The saved state of a training checkpoint, which must hold the model, config, spec and ``keys``."""
     path = Path(path)
-    if not path.is_file():
-        raise MoodLensError(f"{path}: no such checkpoint")
+    existing_file(path, what="checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
         for key in ("model", "config", "spec", *keys):
