@@ -136,8 +136,14 @@ def agreement(ev: dict) -> str:
     if "crowd" not in ev:
         return ""
     c = ev["crowd"]
-    return (f"- agreement with people: **{c['accuracy']:.4f}** on the {c['n']} PublicTest {c['definition']}\n"
-            f"  (`--ferplus fer2013new.csv`)\n")
+    lines = (f"- agreement with people: **{c['accuracy']:.4f}** on the {c['n']} PublicTest {c['definition']}\n"
+             f"  (`--ferplus fer2013new.csv`)\n")
+    if "ferplus_majority" in ev:
+        m = ev["ferplus_majority"]
+        lines += (f"- FER+ majority vote, the benchmark as the FER+ paper reports it: **{m['accuracy']:.4f}** on "
+                  f"{m['n']} PublicTest faces ({m['outside_model_classes']} contempt faces, a class the model "
+                  f"lacks, scored as misses)\n")
+    return lines
 
 
 if __name__ == "__main__":

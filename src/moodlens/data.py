@@ -27,6 +27,10 @@ FERPLUS_COLUMNS = {
     "neutral": "neutral", "happiness": "happy", "surprise": "surprise", "sadness": "sad",
     "anger": "angry", "disgust": "disgust", "fear": "fear", "contempt": "contempt",
 }
+# The columns of a vote array: the eight emotions in FERPLUS_CLASSES order, then the two
+# columns that are not an emotion.
+FERPLUS_VOTE_COLUMNS = (*FERPLUS_CLASSES, "unknown", "NF")
+CROWD_SETS = ("agreement", "majority")
 
 
 class DataError(MoodLensError):
@@ -107,7 +111,7 @@ def load_fer2013(
     ferplus: str | Path | None = None,
     ferplus_classes: bool = False,
     ferplus_weight: float = 1.0,
-    crowd_majority: bool = False,
+    crowd: str | None = None,
 ) -> FaceSet:
     """Load the original FER2013 CSV (``emotion,pixels,Usage``; ``.csv`` or ``.csv.gz``).
 
@@ -122,9 +126,11 @@ def load_fer2013(
         ferplus_classes: with ``ferplus``, use the 8-class FER+ task (adds contempt).
         ferplus_weight: with ``ferplus``, below 1 the labels stay FER2013's own and ``soft``
             blends the crowd's vote distribution (this weight) with the one-hot FER2013 label.
-        crowd_majority: with ``ferplus``, keep only the faces on which more than half of the
-            annotators (of all votes, "unknown" and "not a face" included) chose the same one of
-            the seven classes, labelled with that class.
+        crowd: with ``ferplus``, a test set labelled by the crowd instead of soft targets.
+            ``"agreement"``: the faces on which more than half of the annotators (of all votes,
+            "unknown" and "not a face" included) chose the same one of the seven classes.
+            ``"majority"``: the FER+ paper's majority vote (:func:`ferplus_majority`), over the
+            eight FER+ classes, contempt included.
 
     Raises:
         DataError: unreadable file, wrong header, a row with a bad label or pixel count.
@@ -171,16 +177,25 @@ def load_fer2013(
     labels = np.array(labels, np.int64)
     if ferplus is None:
         return _select_classes(images, labels, None, FER2013_CLASSES, classes)
-    votes, ok, total = _read_ferplus_votes(Path(ferplus), usages)
-    votes, ok, total = votes[lines], ok[lines], total[lines]
-    if crowd_majority:
-        seven = votes[:, : len(FER2013_CLASSES)]
-        agreed = np.flatnonzero(ok & (seven.max(1) > total / 2))
+    votes = _read_ferplus_votes(Path(ferplus), usages)[lines]
+    emotions, junk = votes[:, :len(FERPLUS_CLASSES)], votes[:, len(FERPLUS_CLASSES):].sum(1)
+    # FER+ leaves the image name empty for non-faces (all votes zero here); also drop faces most
+    # annotators could not read.
+    ok = junk < emotions.max(1)
+    if crowd == "agreement":
+        seven = emotions[:, :len(FER2013_CLASSES)]
+        agreed = np.flatnonzero(ok & (seven.max(1) > votes.sum(1) / 2))
         return _select_classes(images[agreed], seven[agreed].argmax(1), None, FER2013_CLASSES, classes)
+    if crowd == "majority":
+        majority = ferplus_majority(votes)
+        kept = np.flatnonzero(majority >= 0)
+        return _select_classes(images[kept], majority[kept], None, FERPLUS_CLASSES, classes)
+    if crowd is not None:
+        raise DataError(f"unknown crowd test set {crowd!r} (expected one of {', '.join(CROWD_SETS)})")
     universe = FERPLUS_CLASSES if ferplus_classes else FER2013_CLASSES
-    votes = votes[:, : len(universe)]
-    ok &= votes.sum(1) > 0
-    soft = votes[ok] / votes[ok].sum(1, keepdims=True)
+    emotions = emotions[:, :len(universe)]
+    ok &= emotions.sum(1) > 0
+    soft = emotions[ok] / emotions[ok].sum(1, keepdims=True)
     if ferplus_weight < 1.0:
         onehot = np.eye(len(universe), dtype=np.float32)[labels[ok]]
         soft = ferplus_weight * soft + (1.0 - ferplus_weight) * onehot
@@ -188,34 +203,48 @@ def load_fer2013(
     return _select_classes(images[ok], soft.argmax(1), soft.astype(np.float32), universe, classes)
 
 
+def ferplus_majority(votes: np.ndarray) -> np.ndarray:
+    """The FER+ paper's majority-vote label of each face (Barsoum et al. 2016): the most-voted of
+    the eight emotions when no other emotion has as many votes and neither ``unknown`` nor ``NF``
+    has more; -1 where there is none. ``votes`` is (faces, 10) in :data:`FERPLUS_VOTE_COLUMNS`
+    order; labels index :data:`moodlens.classes.FERPLUS_CLASSES`."""
+    emotions = votes[:, :len(FERPLUS_CLASSES)]
+    top = emotions.max(1)
+    unique = (emotions == top[:, None]).sum(1) == 1
+    readable = (votes[:, len(FERPLUS_CLASSES):] <= top[:, None]).all(1) & (top > 0)
+    return np.where(unique & readable, emotions.argmax(1), -1)
+
+
 def load_crowd_majority(path: str | Path, ferplus: str | Path, split: str = "PublicTest") -> FaceSet:
     """The faces of ``split`` on which the FER+ crowd agrees (a strict majority of the 10
     annotators chose one of the 7 FER2013 classes), labelled with the crowd's choice. Accuracy
     on this set measures agreement with people rather than with FER2013's noisier labels."""
-    return load_fer2013(path, split, None, ferplus, crowd_majority=True)
+    return load_fer2013(path, split, None, ferplus, crowd="agreement")
 
 
-def _read_ferplus_votes(path: Path, usages: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Read FER+ votes as (rows, 8) in FERPLUS_CLASSES order, a mask of usable rows and each
-    row's number of votes (unknown and not-a-face included)."""
-    columns = list(FERPLUS_COLUMNS)
-    votes, ok, total = [], [], []
-    for line, row in _rows(path, ("Usage", "Image name", *columns, "unknown", "NF")):
-        i = len(votes)
-        if i >= len(usages) or row["Usage"] != usages[i]:
+def load_ferplus_majority(path: str | Path, ferplus: str | Path, split: str = "PublicTest") -> FaceSet:
+    """The faces of ``split`` with a FER+ majority-vote label (:func:`ferplus_majority`), over the
+    eight FER+ classes: the benchmark as the FER+ paper reports it."""
+    return load_fer2013(path, split, None, ferplus, crowd="majority")
+
+
+def _read_ferplus_votes(path: Path, usages: list[str]) -> np.ndarray:
+    """Read FER+ votes as (rows, 10) in :data:`FERPLUS_VOTE_COLUMNS` order; a row FER+ marks as
+    not a face (no image name) has no votes."""
+    columns = {v: k for k, v in FERPLUS_COLUMNS.items()}
+    names = [columns.get(c, c) for c in FERPLUS_VOTE_COLUMNS]
+    votes = []
+    for line, row in _rows(path, ("Usage", "Image name", *names)):
+        if len(votes) >= len(usages) or row["Usage"] != usages[len(votes)]:
             raise DataError(f"{path}, line {line}: does not line up with the FER2013 CSV row by row")
         try:
-            counts = {FERPLUS_COLUMNS[c]: float(row[c]) for c in columns}
-            junk = float(row["unknown"]) + float(row["NF"])
+            counts = [float(row[c]) for c in names]
         except ValueError:
             raise DataError(f"{path}, line {line}: vote counts must be numbers") from None
-        votes.append([counts[c] for c in FERPLUS_CLASSES])
-        total.append(sum(counts.values()) + junk)
-        # FER+ leaves the image name empty for non-faces; also drop faces most annotators could not read.
-        ok.append(bool(row["Image name"].strip()) and junk < max(counts.values()))
+        votes.append(counts if row["Image name"].strip() else [0.0] * len(names))
     if len(votes) != len(usages):
         raise DataError(f"{path}: {len(votes)} rows, but the FER2013 CSV has {len(usages)}")
-    return np.array(votes, np.float32), np.array(ok), np.array(total, np.float32)
+    return np.array(votes, np.float32)
 
 
 def load_image_folder(
