@@ -38,9 +38,9 @@ def evaluate(data: str | Path, split: str | None = None, model: str | Path | Emo
     file) adds ``crowd``: accuracy on the faces whose crowd vote has a strict majority, against
     that majority; and ``ferplus_majority``: accuracy against the FER+ paper's majority vote,
     where a face labelled with a class the model lacks (contempt, for a 7-class model) counts as
-    a miss, as the paper's benchmark scores it. ``corruptions`` adds ``corruptions``: accuracy under each fixed degradation of
-    :data:`moodlens.degrade.CORRUPTIONS`, their mean and the drop from clean accuracy. ``plot``
-    writes the confusion matrix as PNG.
+    a miss, as the paper's benchmark scores it. ``corruptions`` adds ``corruptions``: accuracy
+    under each fixed degradation of :data:`moodlens.degrade.CORRUPTIONS`, their mean and the
+    drop from clean accuracy. ``plot`` writes the confusion matrix as PNG.
     """
     model = model if isinstance(model, EmotionModel) else EmotionModel(model)
     data = Path(data)
