@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from moodlens.classify import EmotionModel
 from moodlens.crop import crop_faces
-from moodlens.data import load_fer2013
 from moodlens.detect import create_detector
 from moodlens.faces import Face
+from moodlens.training.data import load_fer2013
 
 UP, PAD = 4, 96  # 48 px face -> 192 px, inside a 384 px picture
 

@@ -20,7 +20,7 @@ from class_sim import agreed  # noqa: E402
 
 from moodlens.aggregate import NEGATIVE  # noqa: E402
 from moodlens.classify import EmotionModel  # noqa: E402
-from moodlens.data import load_fer2013  # noqa: E402
+from moodlens.training.data import load_fer2013  # noqa: E402
 
 DATA = "../shared/datasets/fer2013/"
 

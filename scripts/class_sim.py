@@ -73,7 +73,7 @@ def webcam(face: np.ndarray, rng: np.random.Generator, variants: int = 4, size: 
 
 
 def agreed(faces, votes: float) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of a FER+-labelled :class:`~moodlens.data.FaceSet`: the faces at least ``votes`` of
+    """Masks of a FER+-labelled :class:`~moodlens.training.data.FaceSet`: the faces at least ``votes`` of
     the annotators called neutral (calm), and those at least ``votes`` called sad, fear or angry
     in any mix (negative)."""
     col = {c: i for i, c in enumerate(faces.classes)}
@@ -84,8 +84,8 @@ def choose_faces(calm_n: int, negative_n: int, seed: int, votes: float) -> tuple
     """PublicTest faces by FER+ votes: ``calm_n`` where at least ``votes`` of the annotators said
     neutral, ``negative_n`` where at least ``votes`` said sad, fear or angry (any mix); only faces
     the detector finds in a webcam frame."""
-    from moodlens.data import load_fer2013
     from moodlens.detect import create_detector
+    from moodlens.training.data import load_fer2013
 
     faces = load_fer2013(SHARED / "fer2013.csv.gz", "PublicTest", ferplus=SHARED / "fer2013new.csv")
     calm, negative = agreed(faces, votes)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from moodlens.classify import EmotionModel
-from moodlens.data import load_crowd_majority, load_faces, load_fer2013
+from moodlens.training.data import load_crowd_majority, load_faces, load_fer2013
 
 DATA = "../shared/datasets/fer2013/"
 

@@ -18,15 +18,15 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # top-level module or subpackage -> layer; a frame meets them bottom to top
 LAYERS = {
-    **dict.fromkeys(("errors", "classes", "paths", "weights"), 0),        # shared facts
-    **dict.fromkeys(("faces", "preprocess"), 1),                          # the record, the one preprocessing
-    **dict.fromkeys(("sources", "detect", "pose", "crop", "classify"), 2),  # one frame's stages
+    **dict.fromkeys(("errors", "classes", "paths", "weights"), 0),    # shared facts
+    **dict.fromkeys(("faces", "preprocess"), 1),                      # the record, the one preprocessing
+    **dict.fromkeys(("sources", "detect", "crop", "classify"), 2),    # one frame's stages
     "track": 3,
-    **dict.fromkeys(("recognizer", "gallery"), 4),                        # the pipeline assembled
+    **dict.fromkeys(("recognizer", "gallery"), 4),                    # the pipeline assembled
     "aggregate": 5,
-    **dict.fromkeys(("attention", "looking"), 6),                         # what the seconds mean
+    "attention": 6,                                                   # what the seconds mean
     **dict.fromkeys(("store", "journal"), 7),
-    **dict.fromkeys(("annotate", "benchmark", "batch", "web", "desktop", "cli", "simulate"), 8),  # presenters
+    **dict.fromkeys(("annotate", "benchmark", "simulate", "batch", "web", "desktop", "cli"), 8),  # presenters
 }
 TRAINING = "training"
 TRAINING_MAY_USE = {name for name, layer in LAYERS.items() if layer <= 2}

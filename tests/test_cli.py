@@ -243,7 +243,7 @@ def test_image_exits_2_when_an_annotated_copy_cannot_be_written(capsys, tmp_path
 
 def test_evaluate_plot_without_matplotlib_says_so_first(capsys, tmp_path, fer_rows, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    monkeypatch.setattr("moodlens.evaluate.evaluate", lambda *a, **k: pytest.fail("evaluated first"))
+    monkeypatch.setattr("moodlens.training.evaluate.evaluate", lambda *a, **k: pytest.fail("evaluated first"))
     code, _, err = run(capsys, "evaluate", write_csv(tmp_path / "s.csv", fer_rows), "--plot", tmp_path / "c.png")
     assert code == 2 and "--plot needs matplotlib" in err
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import FER_CSV, FERPLUS_CSV, write_csv
 from moodlens.classes import FER2013_CLASSES, ClassNameError, resolve_classes
-from moodlens.data import DataError, load_faces, load_fer2013, load_image_folder
+from moodlens.training.data import DataError, load_faces, load_fer2013, load_image_folder
 
 
 def test_full_fer2013_splits_have_published_counts():

@@ -11,9 +11,9 @@ import pytest
 from conftest import FER_CSV, FERPLUS_CSV, write_csv
 from moodlens.classify import default_model_path
 from moodlens.cli import main
-from moodlens.data import DataError, ferplus_majority, load_crowd_majority, load_fer2013, load_ferplus_majority
-from moodlens.degrade import CORRUPTIONS, corrupt, random_degrade
 from moodlens.errors import MoodLensError
+from moodlens.training.data import DataError, ferplus_majority, load_crowd_majority, load_fer2013, load_ferplus_majority
+from moodlens.training.degrade import CORRUPTIONS, corrupt, random_degrade
 
 torch = pytest.importorskip("torch")  # the `train` extra
 
@@ -128,7 +128,7 @@ def test_ferplus_majority_set_reads_the_vote_file_as_the_table_says(tmp_path, fe
 
 
 def test_degraded_blended_ema_training_beats_chance(tmp_path):
-    from moodlens.train import TrainConfig, train
+    from moodlens.training.train import TrainConfig, train
 
     cfg = TrainConfig(data=str(FER_CSV), out=str(tmp_path), model="moodnet_xs", classes="happy,surprise", limit=500,
                       ferplus=str(FERPLUS_CSV), ferplus_weight=0.5, degrade=0.5, ema=0.9,
@@ -144,7 +144,7 @@ def test_degraded_blended_ema_training_beats_chance(tmp_path):
 
 
 def test_distilled_student_learns_from_a_teacher_checkpoint_and_its_saved_probabilities(tmp_path):
-    from moodlens.train import TrainConfig, train
+    from moodlens.training.train import TrainConfig, train
 
     common = dict(data=str(FER_CSV), classes="happy,surprise", limit=400, batch_size=50, lr=3e-3, seed=1)
     train(TrainConfig(out=str(tmp_path / "teacher"), model="moodnet_xs", epochs=8, patience=8, **common))
@@ -161,7 +161,7 @@ def test_distilled_student_learns_from_a_teacher_checkpoint_and_its_saved_probab
 
 
 def test_distillation_targets_blend_the_teachers_into_the_labels(tmp_path):
-    from moodlens.train import TrainConfig, distillation_targets
+    from moodlens.training.train import TrainConfig, distillation_targets
 
     faces = load_fer2013(FER_CSV, "PublicTest", "happy,surprise")
     probs = np.random.default_rng(0).dirichlet([1, 1], len(faces)).astype(np.float32)
@@ -183,7 +183,7 @@ def test_distillation_targets_blend_the_teachers_into_the_labels(tmp_path):
 
 
 def test_the_shipped_onnx_model_can_teach_its_successor(tmp_path):
-    from moodlens.train import TrainConfig, distillation_targets
+    from moodlens.training.train import TrainConfig, distillation_targets
 
     faces = load_fer2013(FER_CSV, "PublicTest").subset(np.arange(600))
     cfg = TrainConfig(data="", teacher=[str(default_model_path())], teacher_weight=0.5)
@@ -232,7 +232,7 @@ def test_evaluate_reports_crowd_agreement_and_corruptions(capsys, tmp_path, fer_
 def torchvision_resnet18_state(seed: int = 0) -> dict:
     """A state dict in torchvision's ResNet-18 layout (3-channel first convolution, 1000-way fc),
     as a user's downloaded weights would be; random values, made here."""
-    from moodlens.models import create_model
+    from moodlens.training.models import create_model
 
     gen = torch.Generator().manual_seed(seed)
     state = {k: torch.randn(v.shape, generator=gen) * 0.05 if v.is_floating_point() else v.clone()
@@ -243,7 +243,7 @@ def torchvision_resnet18_state(seed: int = 0) -> dict:
 
 
 def test_pretrained_backbone_warms_up_frozen_then_fine_tunes(tmp_path):
-    from moodlens.train import TrainConfig, train
+    from moodlens.training.train import TrainConfig, train
 
     weights = torchvision_resnet18_state()
     torch.save(weights, tmp_path / "resnet18.pth")

@@ -10,14 +10,14 @@ import onnx
 import pytest
 
 from conftest import FER_CSV
-from moodlens import train as train_module
 from moodlens.classes import FER2013_CLASSES
 from moodlens.classify import EmotionModel, ModelError
 from moodlens.cli import main
-from moodlens.data import FERPLUS_COLUMNS, load_fer2013
 from moodlens.errors import MoodLensError
-from moodlens.export import export
-from moodlens.train import TrainConfig, train
+from moodlens.training import train as train_module
+from moodlens.training.data import FERPLUS_COLUMNS, load_fer2013
+from moodlens.training.export import export
+from moodlens.training.train import TrainConfig, train
 
 torch = pytest.importorskip("torch")  # the `train` extra
 
@@ -179,7 +179,7 @@ def test_wrong_model_files_give_clear_errors(tmp_path):
 
 @pytest.mark.parametrize("name, params_m, macs_m", [("moodnet_xs", 0.68, 59), ("moodnet_s", 1.21, 100)])
 def test_preset_sizes_match_their_docstrings(name, params_m, macs_m):
-    from moodlens.models import create_model
+    from moodlens.training.models import create_model
 
     model = create_model(name).eval()
     macs = []

@@ -71,7 +71,7 @@ def default_fer_csv(media: Path) -> Path:
 
 def publictest_faces(csv: Path, required: bool = False) -> np.ndarray | None:
     """The FER2013 PublicTest faces, in file order; None without the CSV unless it is ``required``."""
-    from moodlens.data import load_fer2013
+    from moodlens.training.data import load_fer2013
 
     return load_fer2013(csv, splits="PublicTest").images if required or csv.is_file() else None
 

@@ -13,6 +13,15 @@ from moodlens.errors import MoodLensError
 FER_HINT = "a FER2013 CSV (emotion,pixels,Usage; .csv or .csv.gz) or a folder of <class>/ image folders"
 
 
+DB_HELP = ("database: a file path, or postgresql://user:pass@host/name (default: moodlens.db in the per-user "
+           "data folder, e.g. ~/.local/share/moodlens; MOODLENS_DATA moves it)")
+
+
+def _engine_options(sp) -> None:
+    sp.add_argument("--model", help="MoodLens ONNX model (default: the shipped one)")
+    sp.add_argument("--detector", help="face detector backend: yunet (default), centerface or haar")
+
+
 def _recognizer(args):
     from moodlens.recognizer import Recognizer
 
@@ -64,6 +73,81 @@ def _needs_train_extra():
         raise MoodLensError("training and export need the `train` extra: pip install 'moodlens[train]'") from None
 
 
+def add_train_parser(sub) -> None:
+    sp = sub.add_parser("train", help="train an emotion CNN (needs the `train` extra: torch)",
+                        description=f"Train on DATA, {FER_HINT}. Writes checkpoints, metrics.csv, curves.png, "
+                        "confusion.png and report.json into --out.")
+    sp.add_argument("data", help="training data")
+    sp.add_argument("--out", default="runs/train", help="run folder (default: %(default)s)")
+    sp.add_argument("--arch", default="moodnet_s", help="model preset: moodnet_xs, moodnet_s (default), moodnet_m")
+    sp.add_argument("--backbone", choices=["resnet18", "vgg16"],
+                    help="train a torchvision-layout backbone instead of --arch (for --pretrained)")
+    sp.add_argument("--pretrained", metavar="FILE",
+                    help="start --backbone from this local torchvision state dict (.pth; nothing is downloaded)")
+    sp.add_argument("--freeze-epochs", type=int, default=3,
+                    help="with --pretrained: epochs with the backbone frozen, only the new head learning (default: 3)")
+    sp.add_argument("--finetune-lr", type=float, default=0.1,
+                    help="with --pretrained: backbone learning rate as a fraction of --lr (default: 0.1)")
+    _train_target_options(sp)
+    _train_schedule_options(sp)
+    sp.set_defaults(func=cmd_train)
+
+
+def _train_target_options(sp) -> None:
+    """What the network learns from: classes, the crowd's votes, degradations, teachers."""
+    sp.add_argument("--classes", help="comma-separated class subset, e.g. angry,happy,neutral,sad")
+    sp.add_argument("--ferplus", help="FER+ vote file (fer2013new.csv): FER+ vote distributions as soft targets, "
+                    "non-faces dropped")
+    sp.add_argument("--ferplus-8", action="store_true", help="with --ferplus: the 8-class FER+ task (adds contempt)")
+    sp.add_argument("--ferplus-weight", type=float, default=1.0,
+                    help="with --ferplus: below 1, keep FER2013's labels and blend this much of the crowd's vote "
+                    "distribution into each target (default: %(default)s, votes only)")
+    sp.add_argument("--degrade", type=float, default=0.0,
+                    help="share of training faces given random webcam degradations: blur, noise, JPEG/WebP, "
+                    "downscaling, low light (default: %(default)s)")
+    sp.add_argument("--ema", type=float, default=0.0,
+                    help="keep an exponential moving average of the weights with this decay, e.g. 0.999, and "
+                    "evaluate/export it (default: off)")
+    sp.add_argument("--teacher", nargs="+", metavar="FILE",
+                    help="distil from teachers, averaged: training checkpoints (.pt) or exported models (.onnx) "
+                    "of stronger models, or the teacher_probs.npy an earlier run saved for the same faces")
+    sp.add_argument("--teacher-weight", type=float, default=0.7,
+                    help="with --teacher: share of each target taken from the teachers' probabilities "
+                    "(default: %(default)s)")
+
+
+def _train_schedule_options(sp) -> None:
+    """How long and how it learns: splits, schedule, optimiser, hardware, where it starts."""
+    sp.add_argument("--train-split", default="Training", help="Usage value or sub-folder to train on "
+                    "(default: %(default)s)")
+    sp.add_argument("--val-split", default="PublicTest", help="Usage value or sub-folder for validation/early stop "
+                    "(default: %(default)s)")
+    sp.add_argument("--epochs", type=int, default=60, help="length of the learning-rate schedule; "
+                    "--patience may stop earlier (default: %(default)s)")
+    sp.add_argument("--batch-size", type=int, default=128, help="faces per training step (default: %(default)s)")
+    sp.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"],
+                    help="optimizer (default: %(default)s)")
+    sp.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule "
+                    "(default: %(default)s)")
+    sp.add_argument("--weight-decay", type=float, default=0.05, help="weight decay (default: %(default)s)")
+    sp.add_argument("--class-weights", default="sqrt", choices=["none", "sqrt", "inverse"],
+                    help="loss weights for rare classes (default: %(default)s)")
+    sp.add_argument("--patience", type=int, default=20, help="stop early, before --epochs, after this many epochs "
+                    "without a better validation accuracy (default: %(default)s)")
+    sp.add_argument("--limit", type=int, help="train on a random subset of this many faces (quick runs; default: "
+                    "all)")
+    sp.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    sp.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N "
+                    "(default: %(default)s)")
+    sp.add_argument("--no-bf16", action="store_true", help="train in float32 (bf16 autocast is used where supported)")
+    sp.add_argument("--threads", type=int, help="CPU threads (default: all cores; 1 is faster on a machine busy "
+                    "with other work, where threads wait for each other)")
+    sp.add_argument("--init", metavar="CKPT",
+                    help="start from the weights of another run's checkpoint (.pt, same --arch and classes) "
+                    "with a fresh schedule: fine-tune on new faces, or give a trained model a second cycle")
+    sp.add_argument("--resume", help="continue from a last.pt checkpoint (same --epochs)")
+
+
 def cmd_train(args) -> int:
     _in_range("--epochs", args.epochs, 1)
     _in_range("--batch-size", args.batch_size, 1)
@@ -80,8 +164,8 @@ def cmd_train(args) -> int:
     _in_range("--teacher-weight", args.teacher_weight, 0, 1)
     _in_range("--ferplus-weight", args.ferplus_weight, 0, 1)
     _needs_train_extra()
-    from moodlens.models import list_models
-    from moodlens.train import TrainConfig, train
+    from moodlens.training.models import list_models
+    from moodlens.training.train import TrainConfig, train
 
     if args.arch not in list_models():
         raise MoodLensError(f"--arch {args.arch}: choose one of {', '.join(list_models())}")
@@ -106,9 +190,26 @@ def cmd_train(args) -> int:
     return 0
 
 
+def add_evaluate_parser(sub) -> None:
+    sp = sub.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix of a model",
+                        description=f"Evaluate a model on DATA, {FER_HINT}.")
+    sp.add_argument("data")
+    sp.add_argument("--split", help="Usage value (default PublicTest) or sub-folder")
+    sp.add_argument("--model", help="MoodLens ONNX model (default: the shipped one)")
+    sp.add_argument("--ferplus", help="FER+ vote file (fer2013new.csv): also report agreement with the crowd on the "
+                    "faces where one class has a strict majority of the votes")
+    sp.add_argument("--corruptions", action="store_true",
+                    help="also re-score under fixed webcam degradations (blur, noise, JPEG, WebP, small, low light, "
+                    "rotation; docs/robustness.md) and report their mean")
+    sp.add_argument("--tta", action="store_true", help="average each face with its mirror image")
+    sp.add_argument("--plot", help="write the confusion matrix to this image (.png, .jpg, .svg, .pdf)")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.set_defaults(func=cmd_evaluate)
+
+
 def cmd_evaluate(args) -> int:
-    from moodlens.evaluate import evaluate, format_extras
-    from moodlens.metrics import format_report
+    from moodlens.training.evaluate import evaluate, format_extras
+    from moodlens.training.metrics import format_report
 
     if args.plot:
         try:
@@ -126,9 +227,24 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def add_export_parser(sub) -> None:
+    sp = sub.add_parser("export", help="checkpoint -> calibrated ONNX, checked against torch on real faces")
+    sp.add_argument("checkpoint", help="best.pt or last.pt from a training run")
+    sp.add_argument("--out", default="moodnet.onnx", help="ONNX file to write; its report goes beside it, "
+                    "with the suffix .json (default: %(default)s)")
+    sp.add_argument("--data", help="dataset for calibration and parity (default: the training data, as stored in "
+                    "the checkpoint)")
+    sp.add_argument("--ferplus", help="FER+ vote file of a run trained with --ferplus (default: the one stored in "
+                    "the checkpoint)")
+    sp.add_argument("--no-calibrate", action="store_true", help="skip temperature scaling")
+    sp.add_argument("--int8", action="store_true", help="also write an int8-quantised model beside OUT, with "
+                    "the suffix .int8.onnx, and report its accuracy")
+    sp.set_defaults(func=cmd_export)
+
+
 def cmd_export(args) -> int:
     _needs_train_extra()
-    from moodlens.export import export
+    from moodlens.training.export import export
 
     _writable_folder(str(Path(args.out).parent))  # export makes a missing folder, as it always has
     _writable_file(args.out)
@@ -136,6 +252,15 @@ def cmd_export(args) -> int:
                     ferplus=args.ferplus)
     print(json.dumps(report, indent=2))
     return 0
+
+
+def add_image_parser(sub) -> None:
+    sp = sub.add_parser("image", help="faces and emotions in images")
+    sp.add_argument("paths", nargs="+", metavar="PATH", help="image files (JPEG, PNG, WebP, BMP)")
+    sp.add_argument("--out", help="folder for annotated copies")
+    sp.add_argument("--json", action="store_true", help="print the faces as JSON")
+    _engine_options(sp)
+    sp.set_defaults(func=cmd_image)
 
 
 def cmd_image(args) -> int:
@@ -171,6 +296,17 @@ def cmd_image(args) -> int:
     if args.json and results:  # nothing on stdout when the only image failed: its error says it all
         print(json.dumps(results if len(args.paths) > 1 else results[0], indent=1))
     return 2 if failed else 0
+
+
+def add_video_parser(sub) -> None:
+    sp = sub.add_parser("video", help="annotated video and a per-face, per-second emotion timeline")
+    sp.add_argument("path", help="video file to analyse")
+    sp.add_argument("--out", help="annotated video to write: .webm (VP8; plays in browsers) or .mp4 (H.264, "
+                    "where this OpenCV can encode it)")
+    sp.add_argument("--timeline", help="timeline to write: .csv or .json")
+    sp.add_argument("--detect-every", type=int, default=3, help="run the detector every N frames (default: 3)")
+    _engine_options(sp)
+    sp.set_defaults(func=cmd_video)
 
 
 def cmd_video(args) -> int:
@@ -213,6 +349,16 @@ def cmd_video(args) -> int:
     return 0
 
 
+def add_webcam_parser(sub) -> None:
+    sp = sub.add_parser("webcam", help="live window on a local camera",
+                        description="Live window on a local camera: the desktop app when the `desktop` extra is "
+                        "installed, otherwise an OpenCV window (needs an OpenCV build with GUI support).")
+    sp.add_argument("--device", type=int, default=0, help="camera index (default: 0)")
+    sp.add_argument("--detect-every", type=int, default=3, help="run the detector every N frames (default: 3)")
+    _engine_options(sp)
+    sp.set_defaults(func=cmd_webcam)
+
+
 def cmd_webcam(args) -> int:
     import cv2
 
@@ -252,6 +398,25 @@ def _web_extra():
     return server
 
 
+def add_serve_parser(sub) -> None:
+    sp = sub.add_parser("serve", help="web app: live camera, uploads, class dashboard (extra `web`)")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this computer "
+                    "only; 0.0.0.0 for the classroom network)")
+    sp.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s; 0: any free port, "
+                    "printed at the start)")
+    sp.add_argument("--db", help=DB_HELP)
+    sp.add_argument("--ssl-certfile", help="serve https (browsers give other computers' pages the camera only "
+                    "over https)")
+    sp.add_argument("--ssl-keyfile", help="private key for --ssl-certfile")
+    sp.add_argument("--self-signed", action="store_true", help="serve https with a self-signed certificate for "
+                    "this computer, made once in the data folder (each browser warns once)")
+    sp.add_argument("--trusted-proxies", help="comma-separated addresses of reverse proxies whose X-Forwarded-For/"
+                    "-Proto are believed (default: none; MOODLENS_TRUSTED_PROXIES)")
+    sp.add_argument("--max-participants", type=int, default=200, help="most participants in one class session "
+                    "(default: %(default)s)")
+    sp.set_defaults(func=cmd_serve)
+
+
 def cmd_serve(args) -> int:
     server = _web_extra()
     _in_range("--max-participants", args.max_participants, 1)
@@ -259,6 +424,15 @@ def cmd_serve(args) -> int:
     server.serve(args.host, args.port, args.db, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
                  self_signed=args.self_signed, trusted_proxies=args.trusted_proxies, limits=limits)
     return 0
+
+
+def add_token_parser(sub) -> None:
+    sp = sub.add_parser("token", help="the teacher's token: --reset makes a new one (extra `web`)",
+                        description="The teacher token is printed once, at the first start. A lost one is "
+                        "replaced with --reset, which also logs every teacher out.")
+    sp.add_argument("--reset", action="store_true", help="make, store and print a new teacher token")
+    sp.add_argument("--db", help=DB_HELP)
+    sp.set_defaults(func=cmd_token)
 
 
 def cmd_token(args) -> int:
@@ -281,6 +455,13 @@ def cmd_token(args) -> int:
     return 0
 
 
+def add_desktop_parser(sub) -> None:
+    sp = sub.add_parser("desktop", help="desktop window for a camera or video file (extra `desktop`)")
+    sp.add_argument("source", nargs="?", help="camera index or video file (default: camera 0)")
+    _engine_options(sp)
+    sp.set_defaults(func=cmd_desktop)
+
+
 def cmd_desktop(args) -> int:
     try:
         from moodlens.desktop.app import main as desktop_main
@@ -288,6 +469,21 @@ def cmd_desktop(args) -> int:
         raise MoodLensError(f"the desktop app needs the `desktop` extra: pip install 'moodlens[desktop]' "
                             f"({e.name} missing)") from None
     return desktop_main(args.source, args.model, args.detector)
+
+
+def add_benchmark_parser(sub) -> None:
+    sp = sub.add_parser("benchmark", help="speed of the detector, classifier and whole pipeline on this machine")
+    sp.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    sp.add_argument("--repeat", type=int, default=30, help="timed runs per figure (default: %(default)s)")
+    sp.add_argument("--media", default=os.environ.get("MOODLENS_MEDIA"),
+                    help="folder with the test photos (default: MOODLENS_MEDIA, else ../shared/media of a source checkout)")
+    sp.add_argument("--data", help="FER2013 CSV for the PublicTest gallery (default: "
+                    "../shared/datasets/fer2013/fer2013.csv.gz; skipped when missing)")
+    sp.add_argument("--stat", choices=("median", "min"), default="median",
+                    help="statistic over the timed runs: median (default) or min, the best run (steadier "
+                    "when other jobs share the CPU)")
+    _engine_options(sp)
+    sp.set_defaults(func=cmd_benchmark)
 
 
 def cmd_benchmark(args) -> int:
@@ -298,6 +494,27 @@ def cmd_benchmark(args) -> int:
                            fer_csv=args.data, stat=args.stat)
     print(json.dumps(result, indent=1) if args.json else format_benchmark(result))
     return 0
+
+
+def add_batch_parser(sub) -> None:
+    sp = sub.add_parser("batch", help="analyse many recorded videos in parallel, locally or on a Ray cluster",
+                        description="Cut each video into time chunks, analyse them in parallel and merge one "
+                        "per-second timeline per video (CSV and Parquet in OUT/timelines) plus OUT/summary.csv. "
+                        "A re-run skips chunks already done. Needs the `distributed` extra. See docs/batch.md.")
+    sp.add_argument("paths", nargs="+", metavar="PATH_OR_GLOB", help="video files, folders, or quoted glob patterns")
+    sp.add_argument("--out", required=True, help="output folder (also holds the state that makes re-runs resume)")
+    sp.add_argument("--engine", default="local", choices=["local", "ray"], help="a process pool on this machine "
+                    "(default) or Ray")
+    sp.add_argument("--address", help="with --engine ray: the cluster's address (default: start a local Ray)")
+    sp.add_argument("--workers", type=int, help="worker processes, or chunks in flight on Ray (default: one per CPU)")
+    sp.add_argument("--fps", type=float, default=5.0, help="frames analysed per second of video (default: %(default)s)")
+    sp.add_argument("--chunk-seconds", type=int, default=60, help="seconds of video per chunk (default: %(default)s)")
+    sp.add_argument("--detect-every", type=int, default=2, help="run the detector every N analysed frames, "
+                    "optical flow between (default: %(default)s)")
+    sp.add_argument("--db", help="also import the videos into this database as video sessions (file path, "
+                    "sqlite:// or postgresql:// URL; needs the `web` extra)")
+    _engine_options(sp)
+    sp.set_defaults(func=cmd_batch)
 
 
 def cmd_batch(args) -> int:
@@ -320,196 +537,17 @@ def cmd_batch(args) -> int:
     return 2 if report.failed else 0
 
 
-def add_batch_parser(sub, engine_options) -> None:
-    sp = sub.add_parser("batch", help="analyse many recorded videos in parallel, locally or on a Ray cluster",
-                        description="Cut each video into time chunks, analyse them in parallel and merge one "
-                        "per-second timeline per video (CSV and Parquet in OUT/timelines) plus OUT/summary.csv. "
-                        "A re-run skips chunks already done. Needs the `distributed` extra. See docs/batch.md.")
-    sp.add_argument("paths", nargs="+", metavar="PATH_OR_GLOB", help="video files, folders, or quoted glob patterns")
-    sp.add_argument("--out", required=True, help="output folder (also holds the state that makes re-runs resume)")
-    sp.add_argument("--engine", default="local", choices=["local", "ray"], help="a process pool on this machine "
-                    "(default) or Ray")
-    sp.add_argument("--address", help="with --engine ray: the cluster's address (default: start a local Ray)")
-    sp.add_argument("--workers", type=int, help="worker processes, or chunks in flight on Ray (default: one per CPU)")
-    sp.add_argument("--fps", type=float, default=5.0, help="frames analysed per second of video (default: %(default)s)")
-    sp.add_argument("--chunk-seconds", type=int, default=60, help="seconds of video per chunk (default: %(default)s)")
-    sp.add_argument("--detect-every", type=int, default=2, help="run the detector every N analysed frames, "
-                    "optical flow between (default: %(default)s)")
-    sp.add_argument("--db", help="also import the videos into this database as video sessions (file path, "
-                    "sqlite:// or postgresql:// URL; needs the `web` extra)")
-    engine_options(sp)
-    sp.set_defaults(func=cmd_batch)
+VERBS = (add_train_parser, add_evaluate_parser, add_export_parser, add_image_parser, add_video_parser,
+         add_webcam_parser, add_serve_parser, add_token_parser, add_desktop_parser, add_benchmark_parser,
+         add_batch_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moodlens", description="Read facial emotions in images, video and live cameras; "
                                 "train, evaluate and export the emotion model; serve the class dashboard.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def engine_options(sp):
-        sp.add_argument("--model", help="MoodLens ONNX model (default: the shipped one)")
-        sp.add_argument("--detector", help="face detector backend: yunet (default), centerface or haar")
-
-    sp = sub.add_parser("train", help="train an emotion CNN (needs the `train` extra: torch)",
-                        description=f"Train on DATA, {FER_HINT}. Writes checkpoints, metrics.csv, curves.png, "
-                        "confusion.png and report.json into --out.")
-    sp.add_argument("data", help="training data")
-    sp.add_argument("--out", default="runs/train", help="run folder (default: %(default)s)")
-    sp.add_argument("--arch", default="moodnet_s", help="model preset: moodnet_xs, moodnet_s (default), moodnet_m")
-    sp.add_argument("--backbone", choices=["resnet18", "vgg16"],
-                    help="train a torchvision-layout backbone instead of --arch (for --pretrained)")
-    sp.add_argument("--pretrained", metavar="FILE",
-                    help="start --backbone from this local torchvision state dict (.pth; nothing is downloaded)")
-    sp.add_argument("--freeze-epochs", type=int, default=3,
-                    help="with --pretrained: epochs with the backbone frozen, only the new head learning (default: 3)")
-    sp.add_argument("--finetune-lr", type=float, default=0.1,
-                    help="with --pretrained: backbone learning rate as a fraction of --lr (default: 0.1)")
-    sp.add_argument("--classes", help="comma-separated class subset, e.g. angry,happy,neutral,sad")
-    sp.add_argument("--ferplus", help="FER+ vote file (fer2013new.csv): FER+ vote distributions as soft targets, "
-                    "non-faces dropped")
-    sp.add_argument("--ferplus-8", action="store_true", help="with --ferplus: the 8-class FER+ task (adds contempt)")
-    sp.add_argument("--ferplus-weight", type=float, default=1.0,
-                    help="with --ferplus: below 1, keep FER2013's labels and blend this much of the crowd's vote "
-                    "distribution into each target (default: %(default)s, votes only)")
-    sp.add_argument("--degrade", type=float, default=0.0,
-                    help="share of training faces given random webcam degradations: blur, noise, JPEG/WebP, "
-                    "downscaling, low light (default: %(default)s)")
-    sp.add_argument("--ema", type=float, default=0.0,
-                    help="keep an exponential moving average of the weights with this decay, e.g. 0.999, and "
-                    "evaluate/export it (default: off)")
-    sp.add_argument("--teacher", nargs="+", metavar="FILE",
-                    help="distil from teachers, averaged: training checkpoints (.pt) or exported models (.onnx) "
-                    "of stronger models, or the teacher_probs.npy an earlier run saved for the same faces")
-    sp.add_argument("--teacher-weight", type=float, default=0.7,
-                    help="with --teacher: share of each target taken from the teachers' probabilities "
-                    "(default: %(default)s)")
-    sp.add_argument("--train-split", default="Training", help="Usage value or sub-folder to train on "
-                    "(default: %(default)s)")
-    sp.add_argument("--val-split", default="PublicTest", help="Usage value or sub-folder for validation/early stop "
-                    "(default: %(default)s)")
-    sp.add_argument("--epochs", type=int, default=60, help="length of the learning-rate schedule; "
-                    "--patience may stop earlier (default: %(default)s)")
-    sp.add_argument("--batch-size", type=int, default=128, help="faces per training step (default: %(default)s)")
-    sp.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"],
-                    help="optimizer (default: %(default)s)")
-    sp.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule "
-                    "(default: %(default)s)")
-    sp.add_argument("--weight-decay", type=float, default=0.05, help="weight decay (default: %(default)s)")
-    sp.add_argument("--class-weights", default="sqrt", choices=["none", "sqrt", "inverse"],
-                    help="loss weights for rare classes (default: %(default)s)")
-    sp.add_argument("--patience", type=int, default=20, help="stop early, before --epochs, after this many epochs "
-                    "without a better validation accuracy (default: %(default)s)")
-    sp.add_argument("--limit", type=int, help="train on a random subset of this many faces (quick runs; default: "
-                    "all)")
-    sp.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    sp.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N "
-                    "(default: %(default)s)")
-    sp.add_argument("--no-bf16", action="store_true", help="train in float32 (bf16 autocast is used where supported)")
-    sp.add_argument("--threads", type=int, help="CPU threads (default: all cores; 1 is faster on a machine busy "
-                    "with other work, where threads wait for each other)")
-    sp.add_argument("--init", metavar="CKPT",
-                    help="start from the weights of another run's checkpoint (.pt, same --arch and classes) "
-                    "with a fresh schedule: fine-tune on new faces, or give a trained model a second cycle")
-    sp.add_argument("--resume", help="continue from a last.pt checkpoint (same --epochs)")
-    sp.set_defaults(func=cmd_train)
-
-    sp = sub.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix of a model",
-                        description=f"Evaluate a model on DATA, {FER_HINT}.")
-    sp.add_argument("data")
-    sp.add_argument("--split", help="Usage value (default PublicTest) or sub-folder")
-    sp.add_argument("--model", help="MoodLens ONNX model (default: the shipped one)")
-    sp.add_argument("--ferplus", help="FER+ vote file (fer2013new.csv): also report agreement with the crowd on the "
-                    "faces where one class has a strict majority of the votes")
-    sp.add_argument("--corruptions", action="store_true",
-                    help="also re-score under fixed webcam degradations (blur, noise, JPEG, WebP, small, low light, "
-                    "rotation; docs/robustness.md) and report their mean")
-    sp.add_argument("--tta", action="store_true", help="average each face with its mirror image")
-    sp.add_argument("--plot", help="write the confusion matrix to this image (.png, .jpg, .svg, .pdf)")
-    sp.add_argument("--json", action="store_true", help="print one JSON object")
-    sp.set_defaults(func=cmd_evaluate)
-
-    sp = sub.add_parser("export", help="checkpoint -> calibrated ONNX, checked against torch on real faces")
-    sp.add_argument("checkpoint", help="best.pt or last.pt from a training run")
-    sp.add_argument("--out", default="moodnet.onnx", help="ONNX file to write; its report goes beside it, "
-                    "with the suffix .json (default: %(default)s)")
-    sp.add_argument("--data", help="dataset for calibration and parity (default: the training data, as stored in "
-                    "the checkpoint)")
-    sp.add_argument("--ferplus", help="FER+ vote file of a run trained with --ferplus (default: the one stored in "
-                    "the checkpoint)")
-    sp.add_argument("--no-calibrate", action="store_true", help="skip temperature scaling")
-    sp.add_argument("--int8", action="store_true", help="also write an int8-quantised model beside OUT, with "
-                    "the suffix .int8.onnx, and report its accuracy")
-    sp.set_defaults(func=cmd_export)
-
-    sp = sub.add_parser("image", help="faces and emotions in images")
-    sp.add_argument("paths", nargs="+", metavar="PATH", help="image files (JPEG, PNG, WebP, BMP)")
-    sp.add_argument("--out", help="folder for annotated copies")
-    sp.add_argument("--json", action="store_true", help="print the faces as JSON")
-    engine_options(sp)
-    sp.set_defaults(func=cmd_image)
-
-    sp = sub.add_parser("video", help="annotated video and a per-face, per-second emotion timeline")
-    sp.add_argument("path", help="video file to analyse")
-    sp.add_argument("--out", help="annotated video to write: .webm (VP8; plays in browsers) or .mp4 (H.264, "
-                    "where this OpenCV can encode it)")
-    sp.add_argument("--timeline", help="timeline to write: .csv or .json")
-    sp.add_argument("--detect-every", type=int, default=3, help="run the detector every N frames (default: 3)")
-    engine_options(sp)
-    sp.set_defaults(func=cmd_video)
-
-    sp = sub.add_parser("webcam", help="live window on a local camera",
-                        description="Live window on a local camera: the desktop app when the `desktop` extra is "
-                        "installed, otherwise an OpenCV window (needs an OpenCV build with GUI support).")
-    sp.add_argument("--device", type=int, default=0, help="camera index (default: 0)")
-    sp.add_argument("--detect-every", type=int, default=3, help="run the detector every N frames (default: 3)")
-    engine_options(sp)
-    sp.set_defaults(func=cmd_webcam)
-
-    db_help = ("database: a file path, or postgresql://user:pass@host/name (default: moodlens.db in the per-user "
-               "data folder, e.g. ~/.local/share/moodlens; MOODLENS_DATA moves it)")
-    sp = sub.add_parser("serve", help="web app: live camera, uploads, class dashboard (extra `web`)")
-    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this computer "
-                    "only; 0.0.0.0 for the classroom network)")
-    sp.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s; 0: any free port, "
-                    "printed at the start)")
-    sp.add_argument("--db", help=db_help)
-    sp.add_argument("--ssl-certfile", help="serve https (browsers give other computers' pages the camera only "
-                    "over https)")
-    sp.add_argument("--ssl-keyfile", help="private key for --ssl-certfile")
-    sp.add_argument("--self-signed", action="store_true", help="serve https with a self-signed certificate for "
-                    "this computer, made once in the data folder (each browser warns once)")
-    sp.add_argument("--trusted-proxies", help="comma-separated addresses of reverse proxies whose X-Forwarded-For/"
-                    "-Proto are believed (default: none; MOODLENS_TRUSTED_PROXIES)")
-    sp.add_argument("--max-participants", type=int, default=200, help="most participants in one class session "
-                    "(default: %(default)s)")
-    sp.set_defaults(func=cmd_serve)
-
-    sp = sub.add_parser("token", help="the teacher's token: --reset makes a new one (extra `web`)",
-                        description="The teacher token is printed once, at the first start. A lost one is "
-                        "replaced with --reset, which also logs every teacher out.")
-    sp.add_argument("--reset", action="store_true", help="make, store and print a new teacher token")
-    sp.add_argument("--db", help=db_help)
-    sp.set_defaults(func=cmd_token)
-
-    sp = sub.add_parser("desktop", help="desktop window for a camera or video file (extra `desktop`)")
-    sp.add_argument("source", nargs="?", help="camera index or video file (default: camera 0)")
-    engine_options(sp)
-    sp.set_defaults(func=cmd_desktop)
-
-    sp = sub.add_parser("benchmark", help="speed of the detector, classifier and whole pipeline on this machine")
-    sp.add_argument("--json", action="store_true", help="print the results as one JSON object")
-    sp.add_argument("--repeat", type=int, default=30, help="timed runs per figure (default: %(default)s)")
-    sp.add_argument("--media", default=os.environ.get("MOODLENS_MEDIA"),
-                    help="folder with the test photos (default: MOODLENS_MEDIA, else ../shared/media of a source checkout)")
-    sp.add_argument("--data", help="FER2013 CSV for the PublicTest gallery (default: "
-                    "../shared/datasets/fer2013/fer2013.csv.gz; skipped when missing)")
-    sp.add_argument("--stat", choices=("median", "min"), default="median",
-                    help="statistic over the timed runs: median (default) or min, the best run (steadier "
-                    "when other jobs share the CPU)")
-    engine_options(sp)
-    sp.set_defaults(func=cmd_benchmark)
-
-    add_batch_parser(sub, engine_options)
+    for add_verb in VERBS:
+        add_verb(sub)
     return p
 
 

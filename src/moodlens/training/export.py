@@ -12,9 +12,9 @@ from torch import nn
 
 from moodlens.classify import EmotionModel
 from moodlens.errors import MoodLensError
-from moodlens.metrics import classification_report
 from moodlens.preprocess import PreprocessSpec, preprocess
-from moodlens.train import load_checkpoint, load_splits
+from moodlens.training.metrics import classification_report
+from moodlens.training.train import load_checkpoint, load_splits
 
 SPEC_KEY = "moodlens.spec"
 

@@ -8,9 +8,9 @@ import numpy as np
 from tqdm import tqdm
 
 from moodlens.classify import EmotionModel
-from moodlens.data import DataError, FaceSet, load_crowd_majority, load_faces, load_ferplus_majority
-from moodlens.degrade import CORRUPTIONS, SEVERITIES, corrupt
-from moodlens.metrics import classification_report
+from moodlens.training.data import DataError, FaceSet, load_crowd_majority, load_faces, load_ferplus_majority
+from moodlens.training.degrade import CORRUPTIONS, SEVERITIES, corrupt
+from moodlens.training.metrics import classification_report
 
 
 def predict_all(model: EmotionModel, faces: np.ndarray, tta: bool = False, batch_size: int = 256,
@@ -39,7 +39,7 @@ def evaluate(data: str | Path, split: str | None = None, model: str | Path | Emo
     that majority; and ``ferplus_majority``: accuracy against the FER+ paper's majority vote,
     where a face labelled with a class the model lacks (contempt, for a 7-class model) counts as
     a miss, as the paper's benchmark scores it. ``corruptions`` adds ``corruptions``: accuracy
-    under each fixed degradation of :data:`moodlens.degrade.CORRUPTIONS`, their mean and the
+    under each fixed degradation of :data:`moodlens.training.degrade.CORRUPTIONS`, their mean and the
     drop from clean accuracy. ``plot`` writes the confusion matrix as PNG.
     """
     model = model if isinstance(model, EmotionModel) else EmotionModel(model)
@@ -72,7 +72,7 @@ def evaluate(data: str | Path, split: str | None = None, model: str | Path | Emo
         mean = float(np.mean([s["accuracy"] for s in scores.values()]))
         report["corruptions"] = {"per_corruption": scores, "mean_accuracy": mean, "drop": report["accuracy"] - mean}
     if plot:
-        from moodlens.plots import plot_confusion
+        from moodlens.training.plots import plot_confusion
 
         plot_confusion(report["confusion"], model.classes, plot,
                        f"{data.name} {split or ''}: accuracy {report['accuracy']:.3f}")

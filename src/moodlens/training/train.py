@@ -2,7 +2,7 @@
 weight averaging (EMA), early stopping on the validation split, checkpoints with resume, and a
 run folder holding metrics, curves, the confusion matrix and the per-class report.
 
-Each batch is degraded as webcam and video-call faces are (:mod:`moodlens.degrade`, on the uint8
+Each batch is degraded as webcam and video-call faces are (:mod:`moodlens.training.degrade`, on the uint8
 faces), goes through :func:`moodlens.preprocess.preprocess` exactly as at inference, and is then
 augmented geometrically on the normalised tensors.
 """
@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from moodlens.data import FaceSet, load_crowd_majority, load_faces
-from moodlens.degrade import random_degrade
 from moodlens.errors import MoodLensError, existing_file
-from moodlens.metrics import classification_report, format_report
-from moodlens.models import create_model, load_backbone
-from moodlens.plots import plot_confusion, plot_curves
 from moodlens.preprocess import PreprocessSpec, preprocess
+from moodlens.training.data import FaceSet, load_crowd_majority, load_faces
+from moodlens.training.degrade import random_degrade
+from moodlens.training.metrics import classification_report, format_report
+from moodlens.training.models import create_model, load_backbone
+from moodlens.training.plots import plot_confusion, plot_curves
 
 
 @dataclass
