@@ -32,13 +32,13 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from class_sim import SHARED, agreed, webcam  # noqa: E402
 
-from moodlens.aggregate import SecondRecord  # noqa: E402
-from moodlens.attention import ClassWatch, Rules  # noqa: E402
+from moodlens.attention import Rules  # noqa: E402
 from moodlens.classify import EmotionModel  # noqa: E402
-from moodlens.data import load_fer2013  # noqa: E402
 from moodlens.detect import create_detector  # noqa: E402
 from moodlens.faces import Face  # noqa: E402
 from moodlens.recognizer import Recognizer  # noqa: E402
+from moodlens.simulate import face_seconds, lesson  # noqa: E402
+from moodlens.training.data import load_fer2013  # noqa: E402
 
 
 def face_pools(votes: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -62,48 +62,6 @@ def read_faces(images: list[np.ndarray], recognizers: list[Recognizer], rng: np.
                 read.append(np.array([faces[0].scores[c] for c in r.classes]) if faces and faces[0].scores else None)
             out[k].append(face_seconds(read, r.classes))
     return out
-
-
-def face_seconds(variants: list[np.ndarray | None], classes: tuple[str, ...]) -> list[dict]:
-    """The scores stored for a face's even and odd seconds ({} when no frame had a face): the 4
-    variants are sent in turn at 2 frames/s, so second s holds variants (2s) % 4 and (2s+1) % 4."""
-    seconds = []
-    for pair in (variants[:2], variants[2:]):
-        seen = [p for p in pair if p is not None]
-        seconds.append(dict(zip(classes, np.mean(seen, axis=0).tolist())) if seen else {})
-    return seconds
-
-
-def lesson(calm: list, changed: dict[int, list], classes: tuple[str, ...], seconds: int, change_at: int,
-           within: int, rules: Rules | None = None) -> dict:
-    """One simulated lesson: ``calm[i]`` is student i's calm face, ``changed[i]`` the negative face
-    a changer shows from ``change_at``, each as :func:`face_seconds`."""
-    watch = ClassWatch(classes, rules)
-    raised: dict[int, int] = {}
-    blinked: set[int] = set()
-    calm_flagged: set[int] = set()
-    for s in range(seconds):
-        records = {}
-        for i, face in enumerate(calm):
-            scores = (changed[i] if i in changed and s >= change_at else face)[s % 2]
-            records[i] = SecondRecord(s, i, max(scores, key=scores.get) if scores else None, scores, 2)
-        watch.step(s, records)
-        for i in range(len(calm)):
-            up = bool([f for f in watch.flags(i) if f.end is None])
-            if up and (i not in changed or s < change_at):
-                calm_flagged.add(i)
-            elif i in changed and s >= change_at:
-                if up and i not in raised:
-                    raised[i] = s
-                elif not up and i in raised:
-                    blinked.add(i)
-    watch.finish()
-    for i in range(len(calm)):  # the stored review: any flag that started while calm
-        if any(i not in changed or f.start < change_at for f in watch.flags(i)):
-            calm_flagged.add(i)
-    caught = [i for i, s in raised.items() if s - change_at <= within]
-    return {"caught": len(caught), "calm_flagged": len(calm_flagged), "blinked": len(blinked),
-            "delays": [raised[i] - change_at for i in caught]}
 
 
 def main() -> None:

@@ -120,11 +120,7 @@ def test_live_second_by_second_and_review_at_once_agree():
 
 
 def test_class_odds_lessons_count_catches_and_calm_flags_as_class_sim_judges_them():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from class_odds import face_seconds, lesson
+    from moodlens.simulate import face_seconds, lesson
 
     rng = np.random.default_rng(0)
 

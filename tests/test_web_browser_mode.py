@@ -8,20 +8,16 @@ Skipped without Playwright or Chromium, like tests/test_web_browser.py, whose fi
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("playwright.sync_api")
 
-from test_web_browser import TOKEN, browser, camera_file, playwright, served, server, wait_for  # noqa: E402, F401  (fixtures)
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import browser_check  # noqa: E402
-
+from conftest import MEDIA  # noqa: E402
+from moodlens.web.parity import browser_analyze, compare, parity_frames  # noqa: E402
 from moodlens.web.server import default_recognizer  # noqa: E402
+from test_web_browser import TOKEN, browser, camera_file, playwright, served, server, wait_for  # noqa: E402, F401  (fixtures)
 
 
 def test_in_browser_mode_the_student_page_sends_only_small_json(browser, server):  # noqa: F811
@@ -95,13 +91,13 @@ def test_the_browser_pipeline_matches_python_on_the_same_frames(browser, server)
     page.goto(f"{server}/join")
     page.request.post(f"{server}/api/join", data={"code": code, "name": "Parity"})
     page.goto(f"{server}/student")
-    frames = browser_check.test_frames()
-    answer = browser_check.browser_analyze(page, frames, repeat=3)
+    frames = parity_frames(MEDIA)
+    answer = browser_analyze(page, frames, repeat=3)
     page.context.close()
     recognizer = default_recognizer()
     assert sum(len(r["faces"]) for r in answer["results"]) >= len(frames)  # the group photo has several
     for frame, result in zip(frames, answer["results"]):
-        got = browser_check.compare(recognizer.analyze_frame(frame).faces, result["faces"])
+        got = compare(recognizer.analyze_frame(frame).faces, result["faces"])
         assert got["unmatched"] == 0
         assert got["min_iou"] >= 0.9
         assert got["max_score_diff"] <= 0.02
