@@ -193,6 +193,28 @@ def test_the_shipped_onnx_model_can_teach_its_successor(tmp_path):
     assert (probs.argmax(1) == faces.labels).mean() > 0.6  # the shipped model, on faces it was not trained on
 
 
+def test_teacher_probabilities_kept_by_row_serve_any_later_run_on_the_same_csv(tmp_path):
+    """A teacher file made for all PublicTest faces teaches a run on a filtered subset of them
+    (here: FER+ votes drop the non-faces and a class subset drops the rest), face by face."""
+    from moodlens.training.train import TrainConfig, distillation_targets, save_teacher_file
+
+    everything = load_fer2013(FER_CSV, "PublicTest")
+    probs = np.random.default_rng(0).dirichlet(np.ones(7), len(everything)).astype(np.float32)
+    save_teacher_file(tmp_path / "t.npz", probs, everything)
+    faces = load_fer2013(FER_CSV, "PublicTest", ferplus=FERPLUS_CSV)
+    assert len(faces) < len(everything)
+    cfg = TrainConfig(data="", teacher=[str(tmp_path / "t.npz")], teacher_weight=1.0)
+    got = distillation_targets(cfg, faces, tmp_path, torch.device("cpu"), False).numpy()
+    where = np.searchsorted(everything.rows, faces.rows)
+    np.testing.assert_allclose(got, probs[where], atol=1e-3)  # float16 on disk
+    assert not np.allclose(got, probs[: len(faces)], atol=1e-3)  # by row, not by position
+    training = load_fer2013(FER_CSV, "Training").subset(np.arange(5))
+    with pytest.raises(MoodLensError, match="no probabilities for 5 of the training faces"):
+        distillation_targets(cfg, training, tmp_path, torch.device("cpu"), False)
+    with pytest.raises(MoodLensError, match="the teacher knows"):
+        distillation_targets(cfg, load_fer2013(FER_CSV, "PublicTest", "happy,sad"), tmp_path, torch.device("cpu"), False)
+
+
 @pytest.mark.parametrize("teacher, message", [
     ("{missing}", "no such checkpoint"),
     ("{junk}", "not a training checkpoint"),

@@ -46,19 +46,23 @@ class FaceSet:
         labels: int64 (N,) indices into ``classes``.
         classes: class names, in canonical order.
         soft: optional float32 (N, C) label distributions (FER+ votes), rows summing to 1.
+        rows: for a FER2013 CSV, each face's data row in the file (0-based, all splits counted),
+            the key that ties saved teacher probabilities to faces; None for image folders.
     """
 
     images: np.ndarray
     labels: np.ndarray
     classes: tuple[str, ...]
     soft: np.ndarray | None = None
+    rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, index: np.ndarray) -> FaceSet:
         soft = None if self.soft is None else self.soft[index]
-        return FaceSet(self.images[index], self.labels[index], self.classes, soft)
+        rows = None if self.rows is None else self.rows[index]
+        return FaceSet(self.images[index], self.labels[index], self.classes, soft, rows)
 
     def counts(self) -> dict[str, int]:
         return {c: int((self.labels == i).sum()) for i, c in enumerate(self.classes)}
@@ -91,7 +95,7 @@ def _rows(path: Path, required: Iterable[str]) -> Iterator[tuple[int, dict[str, 
         raise DataError(f"{path}: cannot read CSV ({e})") from None
 
 
-def _select_classes(images, labels, soft, universe, classes) -> FaceSet:
+def _select_classes(images, labels, soft, universe, classes, rows=None) -> FaceSet:
     """Keep rows whose label is in ``classes`` and renumber labels into that subset."""
     wanted = resolve_classes(classes, universe)
     keep_ids = np.array([universe.index(c) for c in wanted])
@@ -101,7 +105,7 @@ def _select_classes(images, labels, soft, universe, classes) -> FaceSet:
     if soft is not None:
         soft = soft[keep][:, keep_ids]
         soft = soft / np.clip(soft.sum(1, keepdims=True), 1e-8, None)
-    return FaceSet(images[keep], remap[labels[keep]], wanted, soft)
+    return FaceSet(images[keep], remap[labels[keep]], wanted, soft, None if rows is None else rows[keep])
 
 
 def load_fer2013(
@@ -175,8 +179,9 @@ def load_fer2013(
         raise DataError(f"{path}: no rows for split(s) {sorted(wanted_splits or [])}; the file has {known}")
     images = np.stack(pixels)
     labels = np.array(labels, np.int64)
+    rows = np.array(lines, np.int64)
     if ferplus is None:
-        return _select_classes(images, labels, None, FER2013_CLASSES, classes)
+        return _select_classes(images, labels, None, FER2013_CLASSES, classes, rows)
     votes = _read_ferplus_votes(Path(ferplus), usages)[lines]
     emotions, junk = votes[:, :len(FERPLUS_CLASSES)], votes[:, len(FERPLUS_CLASSES):].sum(1)
     # FER+ leaves the image name empty for non-faces (all votes zero here); also drop faces most
@@ -185,11 +190,11 @@ def load_fer2013(
     if crowd == "agreement":
         seven = emotions[:, :len(FER2013_CLASSES)]
         agreed = np.flatnonzero(ok & (seven.max(1) > votes.sum(1) / 2))
-        return _select_classes(images[agreed], seven[agreed].argmax(1), None, FER2013_CLASSES, classes)
+        return _select_classes(images[agreed], seven[agreed].argmax(1), None, FER2013_CLASSES, classes, rows[agreed])
     if crowd == "majority":
         majority = ferplus_majority(votes)
         kept = np.flatnonzero(majority >= 0)
-        return _select_classes(images[kept], majority[kept], None, FERPLUS_CLASSES, classes)
+        return _select_classes(images[kept], majority[kept], None, FERPLUS_CLASSES, classes, rows[kept])
     if crowd is not None:
         raise DataError(f"unknown crowd test set {crowd!r} (expected one of {', '.join(CROWD_SETS)})")
     universe = FERPLUS_CLASSES if ferplus_classes else FER2013_CLASSES
@@ -199,8 +204,8 @@ def load_fer2013(
     if ferplus_weight < 1.0:
         onehot = np.eye(len(universe), dtype=np.float32)[labels[ok]]
         soft = ferplus_weight * soft + (1.0 - ferplus_weight) * onehot
-        return _select_classes(images[ok], labels[ok], soft.astype(np.float32), universe, classes)
-    return _select_classes(images[ok], soft.argmax(1), soft.astype(np.float32), universe, classes)
+        return _select_classes(images[ok], labels[ok], soft.astype(np.float32), universe, classes, rows[ok])
+    return _select_classes(images[ok], soft.argmax(1), soft.astype(np.float32), universe, classes, rows[ok])
 
 
 def ferplus_majority(votes: np.ndarray) -> np.ndarray:

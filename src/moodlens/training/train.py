@@ -396,31 +396,62 @@ def init_weights(model: torch.nn.Module, spec: PreprocessSpec, preset: str, path
     model.load_state_dict(state["model"])
 
 
-def teacher_probs(paths: list[str], images: np.ndarray, classes: tuple[str, ...], device: torch.device,
-                  bf16: bool) -> np.ndarray:
-    """Class probabilities of the teachers for ``images``, averaged over the teachers: a ``.pt``
+def teacher_probs(paths: list[str], faces: FaceSet, device: torch.device, bf16: bool) -> np.ndarray:
+    """Class probabilities of the teachers for ``faces``, averaged over the teachers: a ``.pt``
     checkpoint or an exported ``.onnx`` model is run on each face and its mirror image; a ``.npy``
-    file holds probabilities an earlier run saved (``teacher_probs.npy``) for the same faces."""
-    total = np.zeros((len(images), len(classes)), np.float64)
+    file holds probabilities an earlier run saved (``teacher_probs.npy``) for the same faces; a
+    ``.npz`` file (:func:`save_teacher_file`) holds them by FER2013 row, for any run on that CSV."""
+    total = np.zeros((len(faces), len(faces.classes)), np.float64)
     for path in paths:
-        if path.endswith(".npy"):
+        if path.endswith(".npz"):
+            probs = _probs_by_row(path, faces)
+        elif path.endswith(".npy"):
             try:
                 probs = np.load(path)
             except (OSError, ValueError) as e:
                 raise MoodLensError(f"{path}: cannot read teacher probabilities ({e})") from None
         else:
-            known, predict = _teacher(path, device, bf16)
-            if known != classes:
-                raise MoodLensError(f"{path}: the teacher knows {','.join(known)}, the run trains {','.join(classes)}")
-            probs = (predict(images) + predict(images[:, :, ::-1])) / 2
+            known, predict = load_teacher(path, device, bf16)
+            if known != faces.classes:
+                raise MoodLensError(f"{path}: the teacher knows {','.join(known)}, the run trains {','.join(faces.classes)}")
+            probs = (predict(faces.images) + predict(faces.images[:, :, ::-1])) / 2
         if probs.shape != total.shape:
             raise MoodLensError(f"{path}: probabilities of shape {probs.shape}, but this run trains on "
-                                f"{len(images)} faces of {len(classes)} classes")
+                                f"{len(faces)} faces of {len(faces.classes)} classes")
         total += probs
     return (total / len(paths)).astype(np.float32)
 
 
-def _teacher(path: str, device: torch.device, bf16: bool) -> tuple[tuple[str, ...], Callable[[np.ndarray], np.ndarray]]:
+def save_teacher_file(path: str | Path, probs: np.ndarray, faces: FaceSet) -> None:
+    """Keep a teacher's probabilities for ``faces`` by FER2013 row, in float16 (a few hundred kB
+    for the whole CSV, small enough to commit while the checkpoint that made them is not)."""
+    if faces.rows is None:
+        raise MoodLensError("teacher probabilities are kept by FER2013 row; give a FER2013 CSV")
+    np.savez_compressed(path, rows=faces.rows, probs=probs.astype(np.float16), classes=np.array(faces.classes))
+
+
+def _probs_by_row(path: str, faces: FaceSet) -> np.ndarray:
+    """The saved probabilities of :func:`save_teacher_file` for ``faces``, matched by row."""
+    existing_file(Path(path), what="file of teacher probabilities")
+    try:
+        saved = np.load(path)
+        rows, probs, classes = saved["rows"], saved["probs"].astype(np.float32), tuple(saved["classes"].tolist())
+    except (OSError, ValueError, KeyError) as e:
+        raise MoodLensError(f"{path}: cannot read teacher probabilities ({e})") from None
+    if classes != faces.classes:
+        raise MoodLensError(f"{path}: the teacher knows {','.join(classes)}, the run trains {','.join(faces.classes)}")
+    if faces.rows is None:
+        raise MoodLensError(f"{path}: holds probabilities by FER2013 row; train on a FER2013 CSV to use it")
+    order = np.argsort(rows)
+    at = np.clip(np.searchsorted(rows, faces.rows, sorter=order), 0, len(rows) - 1)
+    missing = rows[order[at]] != faces.rows
+    if missing.any():
+        raise MoodLensError(f"{path}: no probabilities for {int(missing.sum())} of the training faces "
+                            f"(rows {faces.rows[missing][:3].tolist()}...); was it made from the same CSV?")
+    return probs[order[at]]
+
+
+def load_teacher(path: str, device: torch.device, bf16: bool) -> tuple[tuple[str, ...], Callable[[np.ndarray], np.ndarray]]:
     """A teacher's classes and its probabilities for uint8 faces: an exported ``.onnx`` model or a
     training checkpoint, each through its own preprocessing spec."""
     from moodlens.classify import EmotionModel  # onnxruntime, for exported teachers
@@ -438,7 +469,7 @@ def distillation_targets(cfg: TrainConfig, train_set: FaceSet, out: Path, device
                          bf16: bool) -> torch.Tensor:
     """Blend the teachers' probabilities into the targets (``teacher_weight`` of each target);
     the averaged probabilities are saved as ``teacher_probs.npy`` so a later run can reuse them."""
-    probs = teacher_probs(cfg.teacher, train_set.images, train_set.classes, device, bf16)
+    probs = teacher_probs(cfg.teacher, train_set, device, bf16)
     np.save(out / "teacher_probs.npy", probs)
     base = train_set.soft if train_set.soft is not None else np.eye(len(train_set.classes))[train_set.labels]
     agree = (probs.argmax(1) == train_set.labels).mean()
