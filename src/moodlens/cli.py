@@ -110,7 +110,8 @@ def _train_target_options(sp) -> None:
                     "evaluate/export it (default: off)")
     sp.add_argument("--teacher", nargs="+", metavar="FILE",
                     help="distil from teachers, averaged: training checkpoints (.pt) or exported models (.onnx) "
-                    "of stronger models, or the teacher_probs.npy an earlier run saved for the same faces")
+                    "of stronger models, the teacher_probs.npy an earlier run saved for the same faces, or a "
+                    "teachers/*.npz of scripts/teacher_probs.py (by FER2013 row, for any run on that CSV)")
     sp.add_argument("--teacher-weight", type=float, default=0.7,
                     help="with --teacher: share of each target taken from the teachers' probabilities "
                     "(default: %(default)s)")
