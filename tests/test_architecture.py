@@ -23,7 +23,7 @@ LAYERS = {
     **dict.fromkeys(("sources", "detect", "crop", "classify"), 2),    # one frame's stages
     "track": 3,
     **dict.fromkeys(("recognizer", "gallery"), 4),                    # the pipeline assembled
-    "aggregate": 5,
+    **dict.fromkeys(("focus", "aggregate"), 5),                        # per second: attention state, records
     "attention": 6,                                                   # what the seconds mean
     **dict.fromkeys(("store", "journal"), 7),
     **dict.fromkeys(("annotate", "benchmark", "simulate", "batch", "web", "desktop", "cli"), 8),  # presenters
