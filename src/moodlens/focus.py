@@ -14,8 +14,8 @@ at all, never from the expression, so it can be kept in a session where no emoti
 A glance at notes is not "away": the state changes only after several off-screen seconds in a
 row, and goes back to ``facing`` after ``back_after_s`` facing seconds, so it does not flicker.
 A second whose face has no pose (a detector without landmarks, a face turned too far for the
-five points) keeps the state it had, except that it counts as a face back in view. Everything is causal, second by second, so a live session
-and the review of its stored seconds agree.
+five points) keeps the state it had, except that it counts as a face back in view. Everything
+is causal, second by second, so a live session and the review of its stored seconds agree.
 
     >>> focus = Focus()
     >>> [focus.step(True, yaw, 0.0) for yaw in (0, 50, 50, 50, 50, 50, 0, 0)]
