@@ -134,3 +134,52 @@ def test_class_odds_lessons_count_catches_and_calm_flags_as_class_sim_judges_the
     result = lesson(calm, changed, CLASSES, seconds=90, change_at=40, within=20)
     assert result["caught"] == 4 and result["calm_flagged"] == 0 and result["blinked"] == 0
     assert all(0 <= d <= 10 for d in result["delays"])
+
+
+# --- attention flags: from the attention state alone -------------------------------------------
+
+def attending(states: list[str | None], pid: int = 1, start: int = 0, mix: dict | None = CALM) -> list[SecondRecord]:
+    """Records with an attention state each second ("-": no record that second)."""
+    rng = np.random.default_rng(pid)
+    out = []
+    for s, state in enumerate(states, start):
+        if state != "-":
+            r = record(s, pid, mix if state != "no_face" else None, rng)
+            r.attention = state
+            out.append(r)
+    return out
+
+
+def test_looking_away_for_40_s_is_flagged_from_its_first_second_and_ends_with_it():
+    records = attending(["facing"] * 30 + ["away"] * 45 + ["facing"] * 20)
+    assert flags(records) == [("looking_away", 30, 74)]
+    assert flags(attending(["facing"] * 30 + ["away"] * 39 + ["facing"] * 20)) == []  # 39 s is not 40
+
+
+def test_not_in_view_for_60_s_is_flagged_beside_the_unreadable_face_flag():
+    records = attending(["facing"] * 30 + ["no_face"] * 70 + ["facing"] * 20)
+    assert ("not_in_view", 30, 99) in flags(records)
+    assert [f for f in flags(attending(["facing"] * 30 + ["no_face"] * 59 + ["facing"] * 20))
+            if f[0] == "not_in_view"] == []
+
+
+def test_an_attention_flag_is_up_while_it_lasts_and_reads_as_the_teacher_sees_it():
+    watch = ClassWatch(CLASSES).run(attending(["facing"] * 10 + ["away"] * 50))
+    [flag] = watch.flags(1)
+    assert flag.end is None and flag.text(59) == "looking away for 50 s"
+    assert watch.finish().flags(1)[0].end == 59
+
+
+def test_an_attention_only_session_raises_only_attention_flags():
+    # no scores at all, as in a session where no emotion is read: not "unreadable", just unread
+    records = attending(["facing"] * 30 + ["away"] * 45 + ["facing"] * 30, mix=None)
+    watch = ClassWatch(CLASSES, emotions=False).run(records)
+    assert [(f.reason, f.start, f.end) for f in watch.flags(1)] == [("looking_away", 30, 74)]
+    assert [f.reason for f in ClassWatch(CLASSES).run(records).flags(1)] == ["no_face", "looking_away"]
+
+
+def test_records_without_an_attention_state_raise_no_attention_flags():
+    assert flags(lesson({1: [CALM] * 200})) == []
+    # a camera-off stretch (no records) longer than gap_s ends a look-away at its last second
+    records = attending(["away"] * 50 + ["-"] * 20 + ["facing"] * 10)
+    assert flags(records) == [("looking_away", 0, 49)]

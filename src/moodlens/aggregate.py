@@ -18,13 +18,15 @@ from moodlens.faces import Frame
 @dataclass
 class SecondRecord:
     """One face over one second: mean scores of the frames it was judged in, and the dominant
-    emotion (None when it was never judged in that second, e.g. too small)."""
+    emotion (None when it was never judged in that second, e.g. too small); ``attention`` is the
+    participant's attention state that second (:mod:`moodlens.focus`; None where not known)."""
 
     second: int
     track_id: int | None
     emotion: str | None
     scores: dict[str, float]
     frames: int
+    attention: str | None = None
 
     def flat(self) -> dict:
         return {"second": self.second, "track_id": self.track_id, "emotion": self.emotion or "",

@@ -21,6 +21,11 @@ ends their flags at the last second seen. Everything is computed causally, secon
 one :class:`ClassWatch`, so the live dashboard (fed seconds as they close) and the stored review
 (fed the stored seconds) raise the same flags.
 
+Attention has flags of its own, from each second's attention state (:mod:`moodlens.focus`) and
+never from the expression: "looking away" after ``looking_away_s`` seconds in the ``away``
+state, "not in view" after ``not_in_view_s`` seconds with the camera on and no face. A session
+that reads no emotion (``emotions=False``) raises only these.
+
     >>> watch = ClassWatch(classes)                        # doctest: +SKIP
     >>> for second in range(end):                          # doctest: +SKIP
     ...     watch.step(second, records_by_participant.get(second, {}))
@@ -35,12 +40,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from moodlens import focus
 from moodlens.aggregate import NEGATIVE, SecondRecord
 
 NO_FACE = "no_face"
+# Flags from the attention state (moodlens.focus), raised without reading any emotion.
+LOOKING_AWAY, NOT_IN_VIEW = "looking_away", "not_in_view"
 # how a flag reads for each reason: "sadder than usual for 40 s"
 WORDING = {"sad": "sadder than usual", "fear": "more fearful than usual", "angry": "angrier than usual",
-           NO_FACE: "no readable face"}
+           NO_FACE: "no readable face", LOOKING_AWAY: "looking away", NOT_IN_VIEW: "not in view"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,8 @@ class Rules:
         back_s: readable seconds in a row that clear it.
         gap_s: seconds without any record after which a participant has left.
         class_min: participants with a baseline needed before the class's shift is taken out.
+        looking_away_s: seconds in the ``away`` attention state that raise "looking away".
+        not_in_view_s: seconds in the ``no_face`` attention state that raise "not in view".
     """
 
     learn_s: int = 20
@@ -83,6 +93,8 @@ class Rules:
     back_s: int = 3
     gap_s: int = 5
     class_min: int = 5
+    looking_away_s: int = 40
+    not_in_view_s: int = 60
 
 
 def negative_odds(p: np.ndarray, negative: np.ndarray) -> np.ndarray:
@@ -137,6 +149,7 @@ class Watch:
     away: int = 0  # readable seconds that differed notably from the usual
     last_deviation: float = 0.0  # the largest of the four rises, last readable second
     last_vote: int = -1  # that second: 1 above the usual, -1 back, 0 between
+    gaze: Flag | None = None  # the run of seconds away or out of view now (a flag once long enough)
 
     def __post_init__(self) -> None:
         self.usual = deque(maxlen=self.rules.history_s)
@@ -210,11 +223,33 @@ class Watch:
             # than it is and its noise would be flagged.
             self.learn(p, odds)
 
+    def attend(self, second: int, state: str | None) -> None:
+        """One second's attention state (None: not known, e.g. a session stored before there was
+        one): a run of ``away`` or ``no_face`` seconds becomes a flag once it is long enough, and
+        ends at its last second when the state changes."""
+        reason = {focus.AWAY: LOOKING_AWAY, focus.NO_FACE: NOT_IN_VIEW}.get(state)
+        if state is None or (self.gaze is not None and self.gaze.reason == reason):
+            return
+        if self.gaze is not None and self._gaze_raised(second - 1):
+            self.gaze.end = second - 1
+            self.done.append(self.gaze)
+        self.gaze = Flag(reason, second) if reason else None
+
+    def _gaze_raised(self, now: int | None) -> bool:
+        if self.gaze is None:
+            return False
+        needed = self.rules.looking_away_s if self.gaze.reason == LOOKING_AWAY else self.rules.not_in_view_s
+        return now is not None and self.gaze.seconds(now) >= needed
+
     def leave(self) -> None:
         """Gone for ``gap_s`` seconds: flags end at the last second seen."""
         if self.flag is not None:
             self.flag.end = self.last_seen
             self.done.append(self.flag)
+        if self._gaze_raised(self.last_seen):
+            self.gaze.end = self.last_seen
+            self.done.append(self.gaze)
+        self.gaze = None
         if self.blank is not None and self.blank_raised:
             self.blank.end = self.last_seen
             self.done.append(self.blank)
@@ -226,7 +261,8 @@ class Watch:
 
     def flags(self) -> list[Flag]:
         """Every flag so far, in time order; those still up have ``end`` None."""
-        up = [f for f in (self.flag, self.blank if self.blank_raised else None) if f is not None]
+        up = [f for f in (self.flag, self.blank if self.blank_raised else None,
+                          self.gaze if self._gaze_raised(self.last_seen) else None) if f is not None]
         return sorted(self.done + up, key=lambda f: f.start)
 
     def usual_emotion(self, classes: Sequence[str]) -> str | None:
@@ -240,11 +276,14 @@ class ClassWatch:
     Args:
         classes: the model's classes, in the order of the scores.
         rules: thresholds (:class:`Rules`).
+        emotions: False for a session where no emotion is read (attention only): only the
+            attention flags are raised, and a face without scores is not "unreadable".
     """
 
-    def __init__(self, classes: Sequence[str], rules: Rules | None = None):
+    def __init__(self, classes: Sequence[str], rules: Rules | None = None, emotions: bool = True):
         self.classes = tuple(classes)
         self.rules = rules or Rules()
+        self.emotions = emotions
         self.negative_names = tuple(c for c in NEGATIVE if c in self.classes)
         self.negative = np.array([self.classes.index(c) for c in self.negative_names], dtype=int)
         self.watches: dict[int, Watch] = {}
@@ -270,8 +309,13 @@ class ClassWatch:
         # too few faces and the median is one student's own change, not the class's
         shift = np.maximum(0.0, shift) if len(rises) >= self.rules.class_min else 0.0
         for pid, p in scores.items():
-            deviation = rises[pid] - shift if pid in rises else None
-            self.watch(pid).step(second, p, odds.get(pid), deviation, self.negative_names, self.negative)
+            w = self.watch(pid)
+            if self.emotions:
+                deviation = rises[pid] - shift if pid in rises else None
+                w.step(second, p, odds.get(pid), deviation, self.negative_names, self.negative)
+            else:
+                w.last_seen, w.left_at = second, None
+            w.attend(second, records[pid].attention)
         for pid, w in self.watches.items():
             if pid not in records and w.left_at is None and w.last_seen is not None \
                     and second - w.last_seen >= self.rules.gap_s:
