@@ -89,14 +89,8 @@ async def run_frames(ws: WebSocket, ml: MoodLens, process: Callable[[bytes, floa
             started = time.perf_counter()
             try:
                 reply = await loop.run_in_executor(ml.pool, timed, data, t)
-            except UploadError as exc:
-                reply = {"error": exc.message, "status": exc.status}
             except Exception as exc:  # a bug in recognition must not kill the connection
-                if database_unavailable(exc):
-                    reply = {"error": "the database is unavailable; try again in a moment", "status": 503}
-                else:
-                    log.exception("frame %d failed", seq)
-                    reply = {"error": f"could not analyse the frame ({type(exc).__name__})", "status": 500}
+                reply = failed_frame(exc, seq)
             reply.update(seq=seq, dropped=slot.dropped, queue_ms=round((started - received) * 1e3, 1),
                          ms=round((time.perf_counter() - started) * 1e3, 1))
             try:
@@ -122,6 +116,17 @@ async def run_frames(ws: WebSocket, ml: MoodLens, process: Callable[[bytes, floa
     finally:
         slot.close()
         await worker
+
+
+def failed_frame(exc: Exception, seq: int) -> dict:
+    """The answer for frame ``seq`` whose processing raised ``exc``: a refused frame's status, 503
+    while the database is unavailable, else 500 (and the bug logged)."""
+    if isinstance(exc, UploadError):
+        return {"error": exc.message, "status": exc.status}
+    if database_unavailable(exc):
+        return {"error": "the database is unavailable; try again in a moment", "status": 503}
+    log.error("frame %d failed", seq, exc_info=exc)
+    return {"error": f"could not analyse the frame ({type(exc).__name__})", "status": 500}
 
 
 async def run_scores(ws: WebSocket, ml: MoodLens, process: Callable[[str, float], dict],
