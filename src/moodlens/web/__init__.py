@@ -3,10 +3,15 @@
     from moodlens.web import serve
     serve(port=8000)                       # teacher pages, student join page, JSON API
 
-Modules: :mod:`~moodlens.web.server` (routes, ``create_app``, ``serve``), :mod:`~moodlens.web.live`
-(live sessions, newest-frame scheduling, per-second recording), :mod:`~moodlens.web.dashboard`
-(stored sessions for review), :mod:`~moodlens.web.uploads` (limits, image checks, video jobs),
-:mod:`~moodlens.web.auth` (tokens); pages in ``pages/``, scripts and styles in ``static/``.
+Modules: :mod:`~moodlens.web.server` (``create_app``, which assembles middleware and routers, and
+``serve``), :mod:`~moodlens.web.state` (the state the routes share), :mod:`~moodlens.web.deps`
+(the state and the access checks as FastAPI dependencies); the routers :mod:`~moodlens.web.site`
+(pages, login, health), :mod:`~moodlens.web.sessions`, :mod:`~moodlens.web.sockets`,
+:mod:`~moodlens.web.upload_routes`, :mod:`~moodlens.web.privacy`, :mod:`~moodlens.web.browser`;
+:mod:`~moodlens.web.live` (live sessions, newest-frame scheduling, per-second recording),
+:mod:`~moodlens.web.dashboard` (stored sessions for review), :mod:`~moodlens.web.uploads`
+(limits, image checks, video jobs), :mod:`~moodlens.web.auth` (tokens); pages in ``pages/``,
+scripts and styles in ``static/``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ exactly as it does the faces it finds itself in a student's frames.
 - :func:`browser_config` tells the page which ONNX files to run and every parameter of the
   pipeline, read from the server's own :class:`~moodlens.recognizer.Recognizer` (detector
   settings, crop framing, readability limits) and from the emotion model's ONNX metadata.
-- :func:`router` serves that configuration and the two model files.
+- :data:`router` serves that configuration and the two model files.
 - :class:`ScoreStream` turns one student's score messages into the same per-frame
   :class:`~moodlens.faces.Face` records a :class:`~moodlens.recognizer.FaceStream` gives.
 - :class:`CrossOriginIsolation` marks the student page cross-origin isolated, which lets
@@ -18,12 +18,13 @@ import json
 import math
 from dataclasses import asdict
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse
 
 from moodlens.faces import TOO_SMALL, Face
 from moodlens.recognizer import Recognizer
 from moodlens.track import Tracker
+from moodlens.web.deps import State, teacher_or_student
 
 # Detectors static/recognize.js can decode, with the channel order each network reads.
 BROWSER_DETECTORS = {"centerface": "rgb", "yunet": "bgr"}
@@ -55,34 +56,34 @@ def browser_config(recognizer: Recognizer) -> dict | None:
     }
 
 
-def router(recognizer: Recognizer, allowed) -> APIRouter:
-    """``/api/browser`` and the model files, for whoever ``allowed(request)`` admits."""
-    routes = APIRouter()
-    config = browser_config(recognizer)
+def model_files(recognizer: Recognizer) -> dict:
+    """The ONNX files the page may fetch under ``/models/``: the emotion model, and the detector
+    when the browser can run it."""
     files = {"emotion.onnx": recognizer.model.path}
-    if config is not None:
+    if browser_config(recognizer) is not None:
         files["detector.onnx"] = recognizer.detector.path
+    return files
 
-    def check(request: Request) -> None:
-        if not allowed(request):
-            raise HTTPException(401, "log in or join a session first")
 
-    @routes.get("/api/browser")
-    async def browser(request: Request) -> dict:
-        check(request)
-        if config is None:
-            return {"available": False, "reason": f"the server's {recognizer.detector.name} pipeline has no browser version"}
-        return {"available": True, **config}
+# ``/api/browser`` and the model files, for the teacher and students who have joined
+router = APIRouter(dependencies=[Depends(teacher_or_student)])
 
-    @routes.get("/models/{name}", include_in_schema=False)
-    async def model_file(request: Request, name: str) -> FileResponse:
-        check(request)
-        if name not in files:
-            raise HTTPException(404, f"no model {name}")
-        return FileResponse(files[name], media_type="application/octet-stream",
-                            headers={"Cache-Control": "private, max-age=3600"})
 
-    return routes
+@router.get("/api/browser")
+async def browser(ml: State) -> dict:
+    config = browser_config(ml.recognizer)
+    if config is None:
+        return {"available": False, "reason": f"the server's {ml.recognizer.detector.name} pipeline has no browser version"}
+    return {"available": True, **config}
+
+
+@router.get("/models/{name}", include_in_schema=False)
+async def model_file(ml: State, name: str) -> FileResponse:
+    files = model_files(ml.recognizer)
+    if name not in files:
+        raise HTTPException(404, f"no model {name}")
+    return FileResponse(files[name], media_type="application/octet-stream",
+                        headers={"Cache-Control": "private, max-age=3600"})
 
 
 def parse_scores(text: str, classes: tuple[str, ...]) -> Face | None:

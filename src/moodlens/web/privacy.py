@@ -5,8 +5,8 @@
   at least :data:`MIN_CLASS` students are in (:func:`visible`); its export is the class's
   per-second shares, never a student's (:func:`class_export`).
 - Retention (the ``retention_days`` setting): ended sessions older than that are deleted with
-  their participants and numbers (:func:`purge`), when the server starts, every hour, and when
-  the setting changes.
+  their participants and numbers (:func:`purge`, :func:`apply_retention`), when the server
+  starts, every hour, and when the setting changes (:data:`router`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ import csv
 import io
 import time
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from moodlens.aggregate import class_timeline
 from moodlens.store import CLASS_ONLY, Session, Store
+from moodlens.web.deps import State, teacher
 from moodlens.web.security import json_object
+from moodlens.web.state import MoodLens
 
 MIN_CLASS = 5  # fewer students and a class figure would say too much about each of them
 RETENTION_KEY = "retention_days"
@@ -92,28 +94,29 @@ def purge(store: Store, now: float | None = None) -> list[int]:
     return store.delete_sessions_ended_before((time.time() if now is None else now) - days * 86400)
 
 
-def router(store: Store, teacher, clock, forget) -> APIRouter:
-    """``GET``/``PUT /api/settings/retention`` for the teacher; ``forget(session_id)`` is called
-    for each session a purge deletes."""
-    routes = APIRouter()
+async def apply_retention(ml: MoodLens) -> list[int]:
+    """Delete the sessions past the retention setting (and their cached student tokens); their ids."""
+    deleted = await run_in_threadpool(purge, ml.store, ml.clock())
+    for session_id in deleted:
+        ml.auth.forget(session_id)
+    return deleted
 
-    @routes.get("/api/settings/retention")
-    async def get_retention(request: Request) -> dict:
-        teacher(request)
-        return {"retention_days": await run_in_threadpool(retention_days, store)}
 
-    @routes.put("/api/settings/retention")
-    async def set_retention(request: Request) -> dict:
-        teacher(request)
-        days = (await json_object(request)).get("retention_days")
-        if days is not None and (not isinstance(days, int) or isinstance(days, bool)
-                                 or not 1 <= days <= MAX_RETENTION_DAYS):
-            raise HTTPException(400, f"retention_days must be a whole number of days, 1 to {MAX_RETENTION_DAYS}, "
-                                     "or null to keep sessions until deleted")
-        await run_in_threadpool(store.set_setting, RETENTION_KEY, "" if days is None else str(days))
-        deleted = await run_in_threadpool(purge, store, clock())
-        for session_id in deleted:
-            forget(session_id)
-        return {"retention_days": days, "deleted": deleted}
+# ``GET``/``PUT /api/settings/retention``, for the teacher
+router = APIRouter(dependencies=[Depends(teacher)])
 
-    return routes
+
+@router.get("/api/settings/retention")
+async def get_retention(ml: State) -> dict:
+    return {"retention_days": await run_in_threadpool(retention_days, ml.store)}
+
+
+@router.put("/api/settings/retention")
+async def set_retention(request: Request, ml: State) -> dict:
+    days = (await json_object(request)).get("retention_days")
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool)
+                             or not 1 <= days <= MAX_RETENTION_DAYS):
+        raise HTTPException(400, f"retention_days must be a whole number of days, 1 to {MAX_RETENTION_DAYS}, "
+                                 "or null to keep sessions until deleted")
+    await run_in_threadpool(ml.store.set_setting, RETENTION_KEY, "" if days is None else str(days))
+    return {"retention_days": days, "deleted": await apply_retention(ml)}

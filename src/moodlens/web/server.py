@@ -3,8 +3,13 @@
     moodlens.web.server.serve(port=8000)                   # SQLite in the per-user data folder
     moodlens.web.server.serve(db="postgresql://u:p@host/moodlens")
 
-``create_app`` builds the app for tests and embedding. Recognition runs on worker threads, never
-on the event loop; see :mod:`moodlens.web.live` for how live frames are scheduled.
+``create_app`` builds the app for tests and embedding: it opens the state
+(:class:`~moodlens.web.state.MoodLens`) and assembles the middleware and the routers, which live
+in their own modules (:mod:`~moodlens.web.site`, :mod:`~moodlens.web.browser`,
+:mod:`~moodlens.web.privacy`, :mod:`~moodlens.web.upload_routes`, :mod:`~moodlens.web.sessions`,
+:mod:`~moodlens.web.sockets`) and reach the state through :mod:`~moodlens.web.deps`. Recognition
+runs on worker threads, never on the event loop; see :mod:`moodlens.web.live` for how live
+frames are scheduled.
 """
 
 from __future__ import annotations
@@ -14,123 +19,36 @@ import hashlib
 import ipaddress
 import logging
 import os
-import re
 import socket
-import threading
 import time
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import FastAPI, Form, HTTPException, Request, WebSocket
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 
-from moodlens.annotate import hex_colors
 from moodlens.classify import EmotionModel
 from moodlens.detect import create_detector
 from moodlens.errors import MoodLensError
-from moodlens.journal import Journal
 from moodlens.recognizer import Recognizer
-from moodlens.store import Session, Store, database_url, journal_path, shown_url
-from moodlens.web import browser, privacy, sessions, sockets
-from moodlens.web.auth import LOGIN_COOKIE, LOGIN_S, STUDENT_COOKIE, Auth, teacher_token
-from moodlens.web.live import LiveSession, Recorder
-from moodlens.web.security import Guard, Recent, Throttle, install_error_handlers, page_response
-from moodlens.web.uploads import Limits, UploadError, VideoJobs
-from moodlens.web.uploads import router as upload_routes
+from moodlens.store import Store, database_url, journal_path, shown_url
+from moodlens.web import browser, privacy, sessions, site, sockets, upload_routes
+from moodlens.web.auth import Auth, teacher_token
+from moodlens.web.security import Guard, install_error_handlers
+from moodlens.web.state import MoodLens
+from moodlens.web.uploads import Limits, UploadError, upload_error
 
 log = logging.getLogger("moodlens.web")
 
 HERE = Path(__file__).resolve().parent
-PAGES = HERE / "pages"
 
 
 def default_recognizer() -> Recognizer:
     """The shipped models with one onnxruntime thread each: the web app runs several frames at
     once on its worker threads instead of one frame on all cores."""
     return Recognizer(model=EmotionModel(threads=1), detector=create_detector(threads=1))
-
-
-class MoodLens:
-    """Everything the routes share: store, recognizer, worker pools, live sessions, uploads."""
-
-    def __init__(self, store: Store, recognizer: Recognizer, token_hash: str, limits: Limits, workers: int,
-                 clock: Callable[[], float], journal: Path, uploads: Path):
-        self.store, self.recognizer, self.limits, self.clock, self.uploads = store, recognizer, limits, clock, uploads
-        self.auth = Auth(token_hash, store)
-        # wrong join codes per address; an address over the limit may still use the codes it
-        # has joined with (a class behind one NAT keeps joining while a guesser there is stopped)
-        self.join_failures, self.joined = Throttle(limits.join_failures), Recent()
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="moodlens-recognize")
-        self.video_pool = ThreadPoolExecutor(1, thread_name_prefix="moodlens-video")
-        self.journal = Journal(store, journal)
-        self.recorder = Recorder(self.journal)
-        self.videos = VideoJobs(recognizer, store, self.video_pool, limits)
-        self.live: dict[int, LiveSession] = {}
-        # class sessions a stopped server left open, until someone connects to them again
-        self.left_open = {s["id"] for s in store.list_sessions() if s["open"] and s["kind"] == "class"}
-        self.sockets: dict[int, set[WebSocket]] = {}
-        self._lock = threading.Lock()
-
-    def live_session(self, session: Session | int | None) -> LiveSession | None:
-        """The live state of an open session (made on first use, also after a restart)."""
-        with self._lock:
-            if isinstance(session, int):
-                if session in self.live:
-                    return self.live[session]
-                session = self.store.get_session(session)
-            if session is None or not session.open or session.kind != "class":
-                return None
-            if session.id not in self.live:
-                live = LiveSession(session, self.clock)
-                for p in self.store.participants(session.id):
-                    live.add(p)
-                # after a restart the live view picks up where it was: the stored seconds, the seen flags
-                live.count(self.store.seconds(session.id))
-                live.acknowledged = {pid: set(starts) for pid, starts in self.store.acknowledged(session.id).items()}
-                self.live[session.id] = live
-            return self.live[session.id]
-
-    def record(self, live: LiveSession, records) -> None:
-        if records:
-            live.count(records)
-            self.recorder.put(live.info.id, records)
-
-    def flush_live(self, live: LiveSession) -> None:
-        """Store every participant's open (partial) second."""
-        for p in list(live.participants.values()):
-            self.record(live, p.flush())
-
-    async def end(self, session_id: int) -> None:
-        """Mark a session ended, close its connections and store its last seconds."""
-        await run_in_threadpool(self.store.end_session, session_id, self.clock())
-        with self._lock:
-            live = self.live.pop(session_id, None)
-        if live is not None:
-            live.ended = True
-            for ws in list(self.sockets.pop(session_id, ())):
-                await sockets.close(ws, sockets.CLOSE_ENDED, "the session has ended")
-            self.flush_live(live)
-        await run_in_threadpool(self.recorder.flush)
-
-    def close(self) -> None:
-        """Finish the frames in recognition, store every open second, then let go of the database."""
-        self.videos.close()
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        self.video_pool.shutdown(wait=True, cancel_futures=True)
-        for live in list(self.live.values()):
-            self.flush_live(live)
-        self.recorder.close()
-        self.store.close()
-
-    def storage(self) -> dict:
-        """Whether per-second records are reaching the database: ``behind`` of them wait in the
-        journal since ``behind_since``."""
-        return {"behind": self.journal.behind, "behind_since": self.journal.behind_since}
 
 
 # --- the app ---------------------------------------------------------------------------------
@@ -156,6 +74,31 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
         MoodLensError: an unusable database or a teacher token shorter than 16 characters.
     """
     trusted_proxies = check_proxies(trusted_proxies or os.environ.get("MOODLENS_TRUSTED_PROXIES"))
+    ml, generated = open_state(db_url, recognizer, token, limits or Limits(), workers, clock)
+    app = FastAPI(title="MoodLens", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.moodlens = ml
+    app.state.token_generated = generated
+    app.add_middleware(BodyLimit, limits=ml.limits, auth=ml.auth)
+    app.add_middleware(Guard, form_paths=("/login", *BodyLimit.UPLOADS))
+    app.add_middleware(browser.CrossOriginIsolation)
+    if trusted_proxies:  # outermost: everything after it sees the client the proxy names
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted_proxies)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    install_error_handlers(app)
+    app.add_exception_handler(UploadError, upload_error)
+    # in this order, which is also the order of the paths in app.openapi()
+    for router in (site.pages, browser.router, privacy.router, site.router, upload_routes.router,
+                   sessions.router, sessions.students, sockets.router):
+        app.include_router(router)
+    return app
+
+
+def open_state(db_url: str | None, recognizer: Recognizer | None, token: str | None, limits: Limits,
+               workers: int | None, clock: Callable[[], float]) -> tuple[MoodLens, bool]:
+    """The app's state on its database, and whether the teacher's token was generated now (it is
+    printed here, once)."""
     url = database_url(db_url)
     store = Store(url)
     try:
@@ -170,122 +113,27 @@ def create_app(db_url: str | None = None, recognizer: Recognizer | None = None, 
 
     uploads = data_dir() / "uploads" / hashlib.sha256(url.encode()).hexdigest()[:16]
     _clean_interrupted(store, uploads)
-    ml = MoodLens(store, recognizer or default_recognizer(), token_hash, limits or Limits(),
+    ml = MoodLens(store, recognizer or default_recognizer(), token_hash, limits,
                   workers or min(2, os.cpu_count() or 1), clock, journal_path(url), uploads)
+    return ml, generated is not None
 
-    async def apply_retention() -> None:
-        """Delete the sessions past the retention setting."""
-        for session_id in await run_in_threadpool(privacy.purge, ml.store, ml.clock()):
-            ml.auth.forget(session_id)
 
-    async def hourly_retention() -> None:
-        while True:
-            await asyncio.sleep(3600)
-            await apply_retention()
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    """Retention applied before the first request and every hour; at the end, every connection
+    closed and every open second stored."""
+    ml: MoodLens = app.state.moodlens
+    await privacy.apply_retention(ml)
+    retention = asyncio.create_task(hourly_retention(ml))
+    yield
+    retention.cancel()
+    await ml.shutdown()
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI):
-        await apply_retention()  # before the first request
-        retention = asyncio.create_task(hourly_retention())
-        yield
-        retention.cancel()
-        for session_id in list(ml.sockets):
-            for ws in list(ml.sockets.get(session_id, ())):
-                await sockets.close(ws, 1001, "server stopping")
-        await run_in_threadpool(ml.close)
 
-    app = FastAPI(title="MoodLens", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.moodlens = ml
-    app.state.token_generated = generated is not None
-    app.add_middleware(BodyLimit, limits=ml.limits, auth=ml.auth)
-    app.add_middleware(Guard, form_paths=("/login", *BodyLimit.UPLOADS))
-    app.add_middleware(browser.CrossOriginIsolation)
-    if trusted_proxies:  # outermost: everything after it sees the client the proxy names
-        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
-
-        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted_proxies)
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    install_error_handlers(app)
-
-    @app.exception_handler(UploadError)
-    async def _upload_error(_request: Request, exc: UploadError):
-        return JSONResponse({"error": exc.message}, exc.status)
-
-    def teacher(request: Request) -> None:
-        # a logged-in teacher goes on even when a guesser shares their address; tokens are not checked
-        throttled = ml.auth.throttled(request)
-        if not ml.auth.is_teacher(request):
-            if throttled:
-                raise HTTPException(429, "too many wrong teacher tokens from this address; wait a minute")
-            raise HTTPException(401, "log in as the teacher first")
-
-    # pages
-    def page(name: str, who: str = "teacher") -> Callable[[Request], Awaitable[Response]]:
-        async def show(request: Request) -> Response:
-            if who == "teacher" and not ml.auth.is_teacher(request):
-                return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-            if who == "student" and ml.auth.student(request) is None:
-                return RedirectResponse("/join", status_code=303)
-            return page_response(PAGES / name, request.headers.get("host", ""))
-        return show
-
-    for path, name, who in [("/", "index.html", "teacher"), ("/live", "live.html", "teacher"),
-                            ("/upload", "upload.html", "teacher"), ("/sessions", "sessions.html", "teacher"),
-                            ("/sessions/{session_id}", "session.html", "teacher"),
-                            ("/sessions/{session_id}/report", "report.html", "teacher"),
-                            ("/login", "login.html", "anyone"), ("/join", "join.html", "anyone"),
-                            ("/student", "student.html", "student")]:
-        app.add_api_route(path, page(name, who), methods=["GET"], include_in_schema=False)
-
-    app.include_router(browser.router(ml.recognizer, lambda r: ml.auth.is_teacher(r) or ml.auth.student(r) is not None))
-    app.include_router(privacy.router(ml.store, teacher, ml.clock, ml.auth.forget))
-
-    @app.get("/healthz")
-    async def healthz() -> Response:
-        """Open to anyone: whether the database answers, and how many seconds wait for it."""
-        try:
-            await run_in_threadpool(ml.store.ping)
-            ok = True
-        except Exception as exc:  # the details (hosts, ports) go to the log, not to anyone who asks
-            log.warning("health check: the database does not answer: %s", str(exc).strip().splitlines()[:1])
-            ok = False
-        return JSONResponse({"ok": ok, "database": "ok" if ok else "unavailable", "storage": ml.storage()},
-                            200 if ok else 503)
-
-    @app.post("/login", include_in_schema=False)
-    async def login(request: Request, token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/") -> Response:
-        target = next if re.fullmatch(r"/(?!/)[\w\-/]*", next) else "/"
-        again = f"&next={target}" if target != "/" else ""  # a second try still goes where the teacher was going
-        if ml.auth.throttled(request):
-            return RedirectResponse(f"/login?error=wait{again}", status_code=303)
-        if not ml.auth.check_token(request, token):
-            return RedirectResponse(f"/login?error=1{again}", status_code=303)
-        response = RedirectResponse(target, status_code=303)
-        response.set_cookie(LOGIN_COOKIE, await run_in_threadpool(ml.auth.login), max_age=LOGIN_S, httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
-        return response
-
-    @app.get("/logout", include_in_schema=False)
-    async def logout(request: Request) -> Response:
-        await run_in_threadpool(ml.auth.logout, request)
-        response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(LOGIN_COOKIE)
-        response.delete_cookie(STUDENT_COOKIE)
-        return response
-
-    @app.get("/api/meta")
-    async def meta(request: Request) -> dict:
-        if not ml.auth.is_teacher(request) and ml.auth.student(request) is None:
-            raise HTTPException(401, "log in or join a session first")
-        limits = ml.limits
-        return {"classes": list(ml.recognizer.classes), "colors": hex_colors(), "privacy": privacy.STATEMENT,
-                "limits": {"image_bytes": limits.image_bytes, "video_bytes": limits.video_bytes,
-                           "frame_bytes": limits.frame_bytes}}
-
-    app.include_router(upload_routes(ml, teacher))
-    app.include_router(sessions.router(ml, teacher))
-    app.include_router(sockets.router(ml))
-    return app
+async def hourly_retention(ml: MoodLens) -> None:
+    while True:
+        await asyncio.sleep(3600)
+        await privacy.apply_retention(ml)
 
 
 def check_proxies(proxies: str | None) -> str | None:
@@ -331,16 +179,21 @@ class BodyLimit:
             return self.limits.video_bytes + 2**16
         return 2**16
 
+    def too_large(self, path: str) -> str:
+        """What a 413 says: an upload's limit as the upload page and the upload routes name it,
+        without the form's room."""
+        if path == "/api/analyze":
+            return f"image larger than {self.limits.image_bytes // 2**20} MB"
+        if path == "/api/videos":
+            return f"video larger than {self.limits.video_bytes // 2**20} MB"
+        return f"request body larger than {self.limit(path) // 2**10} KB"
+
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         if scope["path"] in self.UPLOADS and not self.auth.is_teacher(Request(scope)):
             return await JSONResponse({"error": "log in as the teacher first"}, 401)(scope, receive, send)
-        limit = self.limit(scope["path"])
-        # an upload's limit as the upload page and the upload routes name it, without the form's room
-        too_large = {"/api/analyze": f"image larger than {self.limits.image_bytes // 2**20} MB",
-                     "/api/videos": f"video larger than {self.limits.video_bytes // 2**20} MB"}.get(
-            scope["path"], f"request body larger than {limit // 2**10} KB")
+        limit, too_large = self.limit(scope["path"]), self.too_large(scope["path"])
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             return await JSONResponse({"error": too_large}, 413)(scope, receive, send)
@@ -385,29 +238,13 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None, *,
 
     if not 0 <= port <= 65535:
         raise MoodLensError(f"port {port} is out of range (1-65535, or 0 for any free port)")
-    ssl_certfile = ssl_certfile or os.environ.get("MOODLENS_SSL_CERTFILE")
-    ssl_keyfile = ssl_keyfile or os.environ.get("MOODLENS_SSL_KEYFILE")
-    if self_signed and not ssl_certfile:
-        from moodlens.paths import data_dir
-        from moodlens.web.tls import self_signed_certificate
-
-        ssl_certfile, ssl_keyfile = map(str, self_signed_certificate(data_dir() / "tls", lan_address()))
-    for kind, path in (("certificate", ssl_certfile), ("key", ssl_keyfile)):
-        if path and not Path(path).is_file():
-            raise MoodLensError(f"{path}: no such {kind} file")
-    if ssl_keyfile and not ssl_certfile:
-        raise MoodLensError("a key file needs its certificate (--ssl-certfile)")
+    ssl_certfile, ssl_keyfile = tls_files(ssl_certfile, ssl_keyfile, self_signed)
     listener = _listen(host, port)  # before loading anything: a port in use is said at once
     try:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         app = create_app(db, limits=limits, trusted_proxies=trusted_proxies)
         if ssl_certfile:
-            try:
-                import ssl
-
-                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(ssl_certfile, ssl_keyfile)
-            except (ssl.SSLError, OSError) as exc:
-                raise MoodLensError(f"{ssl_certfile}: cannot use this certificate and key ({exc})") from None
+            check_certificate(ssl_certfile, ssl_keyfile)
         print(f"database: {shown_url(app.state.moodlens.store.url)}", flush=True)
         for line in startup_message(host, listener.getsockname()[1], https=bool(ssl_certfile),
                                     token_known=not app.state.token_generated):
@@ -420,6 +257,40 @@ def serve(host: str = "127.0.0.1", port: int = 8000, db: str | None = None, *,
         uvicorn.Server(config).run(sockets=[listener])
     finally:
         listener.close()
+
+
+def tls_files(certfile: str | None, keyfile: str | None, self_signed: bool) -> tuple[str | None, str | None]:
+    """``(certificate, key)`` to serve HTTPS with (None, None: plain HTTP): the given ones, else
+    ``MOODLENS_SSL_CERTFILE`` and ``MOODLENS_SSL_KEYFILE``, else with ``self_signed`` this
+    computer's self-signed certificate (made once in the data folder).
+
+    Raises:
+        MoodLensError: a file that does not exist, or a key without its certificate.
+    """
+    certfile = certfile or os.environ.get("MOODLENS_SSL_CERTFILE")
+    keyfile = keyfile or os.environ.get("MOODLENS_SSL_KEYFILE")
+    if self_signed and not certfile:
+        from moodlens.paths import data_dir
+        from moodlens.web.tls import self_signed_certificate
+
+        certfile, keyfile = map(str, self_signed_certificate(data_dir() / "tls", lan_address()))
+    for kind, path in (("certificate", certfile), ("key", keyfile)):
+        if path and not Path(path).is_file():
+            raise MoodLensError(f"{path}: no such {kind} file")
+    if keyfile and not certfile:
+        raise MoodLensError("a key file needs its certificate (--ssl-certfile)")
+    return certfile, keyfile
+
+
+def check_certificate(certfile: str, keyfile: str | None) -> None:
+    """Raises MoodLensError unless the certificate and key load (a pair that does not match, a
+    file that is not PEM)."""
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError) as exc:
+        raise MoodLensError(f"{certfile}: cannot use this certificate and key ({exc})") from None
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -8,32 +8,22 @@ otherwise unpack to gigabytes).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import re
-import shutil
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, HTTPException, Request, UploadFile
-from starlette.concurrency import run_in_threadpool
+from fastapi import Request
+from fastapi.responses import JSONResponse
 
 from moodlens.aggregate import Timeline
 from moodlens.recognizer import Recognizer
 from moodlens.sources import IMAGE_TYPES, SourceError, VideoFile, decode_image, image_header
-from moodlens.store import Store, safe_text
-
-if TYPE_CHECKING:
-    from moodlens.web.server import MoodLens
+from moodlens.store import Store
 
 log = logging.getLogger("moodlens.web")
 
@@ -267,51 +257,14 @@ def _small(face) -> dict:
             "track_id": face.track_id, "scores": {k: round(float(v), 3) for k, v in face.scores.items()}}
 
 
-def router(ml: MoodLens, teacher: Callable[[Request], None]) -> APIRouter:
-    """``/api/analyze`` (one image, answered at once) and ``/api/videos`` (a video analysed in
-    the background, polled for progress); ``teacher(request)`` raises 401 unless the teacher is
-    logged in."""
-    routes = APIRouter()
+def analyze_image(recognizer: Recognizer, data: bytes, limits: Limits) -> dict:
+    """``/api/analyze``'s answer for an uploaded image: its faces, its shape and the stages'
+    milliseconds. Decoding up to 40 MP is slow too, so this runs on a worker thread."""
+    frame = recognizer.analyze_frame(read_upload_image(data, limits))
+    return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape),
+            "timings": {k: round(v, 1) for k, v in frame.timings.items()}}
 
-    @routes.post("/api/analyze")
-    async def analyze(request: Request, file: Annotated[UploadFile, File()]) -> dict:
-        teacher(request)
-        data = await file.read(ml.limits.image_bytes + 1)
 
-        def decode_and_analyze():  # decoding up to 40 MP is slow too: keep it off the event loop
-            return ml.recognizer.analyze_frame(read_upload_image(data, ml.limits))
-
-        frame = await asyncio.get_running_loop().run_in_executor(ml.pool, decode_and_analyze)
-        return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape),
-                "timings": {k: round(v, 1) for k, v in frame.timings.items()}}
-
-    @routes.post("/api/videos", status_code=202)
-    async def upload_video(request: Request, file: Annotated[UploadFile, File()]) -> dict:
-        teacher(request)
-        ml.videos.check_capacity()
-        video_type(await file.read(16))
-        await file.seek(0)
-        suffix = Path(file.filename or "").suffix.lower()
-        ml.uploads.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="moodlens-", suffix=suffix if re.fullmatch(r"\.\w{1,5}", suffix) else "",
-                                    dir=ml.uploads)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                await run_in_threadpool(shutil.copyfileobj, file.file, out, 2**20)
-            if Path(name).stat().st_size > ml.limits.video_bytes:
-                raise UploadError(413, f"video larger than {ml.limits.video_bytes // 2**20} MB")
-            job = await run_in_threadpool(ml.videos.submit, Path(name), safe_text(file.filename or "", 120) or "video")
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
-        return {"job": job.to_dict()}
-
-    @routes.get("/api/videos/{job_id}")
-    async def video_job(request: Request, job_id: str) -> dict:
-        teacher(request)
-        job = ml.videos.get(job_id)
-        if job is None:
-            raise HTTPException(404, f"no video job {job_id}")
-        return {"job": job.to_dict(frames=job.status == "done")}
-
-    return routes
+async def upload_error(_request: Request, exc: UploadError) -> JSONResponse:
+    """The app's handler for :class:`UploadError`: ``{"error": ...}`` with its status."""
+    return JSONResponse({"error": exc.message}, exc.status)
