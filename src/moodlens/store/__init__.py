@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import sqlalchemy as sa
 
 from moodlens.store.acknowledgements import AcknowledgementsPart
 from moodlens.store.engine import StoreError, check_dialect, create_engine, database_url, journal_path, one_line, shown_url
 from moodlens.store.exports import ExportsPart
-from moodlens.store.migrate import MIGRATIONS, Migration, migrate, schema_version
+from moodlens.store.migrate import upgrade
 from moodlens.store.participants import ParticipantsPart
 from moodlens.store.records import CLASS_ONLY, PER_STUDENT, PRIVACY_MODES, Participant, Session, hash_token, safe_text
 from moodlens.store.seconds import SecondsPart
 from moodlens.store.sessions import CODE_ALPHABET, CODE_LENGTH, SessionsPart
 from moodlens.store.settings import SettingsPart
 
-__all__ = ["CLASS_ONLY", "CODE_ALPHABET", "CODE_LENGTH", "MIGRATIONS", "Migration", "PER_STUDENT", "PRIVACY_MODES",
+__all__ = ["CLASS_ONLY", "CODE_ALPHABET", "CODE_LENGTH", "PER_STUDENT", "PRIVACY_MODES",
            "Participant", "Session", "Store", "StoreError", "create_engine", "database_url", "hash_token",
-           "journal_path", "migrate", "safe_text", "schema_version", "shown_url"]
+           "journal_path", "safe_text", "shown_url"]
 
 
 class Store(SettingsPart, SessionsPart, ParticipantsPart, SecondsPart, AcknowledgementsPart, ExportsPart):
@@ -28,10 +29,14 @@ class Store(SettingsPart, SessionsPart, ParticipantsPart, SecondsPart, Acknowled
 
     Args:
         url: a SQLAlchemy URL (see :func:`database_url` for what users type).
-        migrations: the schema's migrations (tests add their own).
+        extra_migrations: folders of further Alembic revisions, after the package's own (tests add
+            their own).
+
+    Attributes:
+        version: the schema's revision, as a number (revision ``0003`` is 3).
     """
 
-    def __init__(self, url: str, migrations: Iterable[Migration] = MIGRATIONS):
+    def __init__(self, url: str, extra_migrations: Iterable[str | Path] = ()):
         self.url = url
         try:
             self.engine = create_engine(url)
@@ -39,7 +44,8 @@ class Store(SettingsPart, SessionsPart, ParticipantsPart, SecondsPart, Acknowled
             raise StoreError(f"cannot use the database {shown_url(url)}: {one_line(exc)}") from None
         try:
             check_dialect(self.engine)
-            self.version = migrate(self.engine, migrations)
+            with self.engine.begin() as conn:  # one transaction: the upgrade completes or never happened
+                self.version = int(upgrade(conn, extra_migrations))
         except sa.exc.DBAPIError as exc:  # a file that cannot be opened, a server that cannot be reached
             self.engine.dispose()
             raise StoreError(f"cannot open the database {shown_url(url)}: {one_line(exc)}") from None

@@ -1,135 +1,102 @@
-"""The schema's history: numbered migrations applied on open, in one transaction (the
-hand-written runner, before Alembic)."""
+"""The schema's history, by Alembic: the revisions in ``migrations/versions/``, applied on open.
+
+:func:`upgrade` runs on a connection whose transaction the caller commits, so an upgrade either
+completes or leaves the database as it was (SQLite's DDL included, see
+:func:`moodlens.store.engine.create_engine`). No ``alembic.ini`` is needed: the configuration is
+built here, pointing at the package's own migrations folder.
+
+A database the hand-written runner made before Alembic (``schema_migrations`` holding versions
+1-3, no ``alembic_version``) is bridged in the same transaction: stamped with the revision that
+reproduces its last version, then upgraded. ``schema_migrations`` stays, with a row for version
+4 added, so a MoodLens from before Alembic refuses the database as newer than it knows.
+"""
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
+from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
 
 from moodlens.store.engine import StoreError
-from moodlens.store.records import PER_STUDENT
 
-migrations_table = sa.Table(
-    "schema_migrations", sa.MetaData(),
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("name", sa.Text, nullable=False),
-    sa.Column("applied_at", sa.Float, nullable=False),
-)
+MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 
+# the hand-written runner's versions -> the revisions that leave the same schema
+LEGACY_REVISIONS = {1: "0001", 2: "0002", 3: "0003"}
+LEGACY_MARKER = (4, "schema history moved to Alembic (alembic_version)")
+legacy_table = sa.table("schema_migrations", sa.column("version"), sa.column("name"), sa.column("applied_at"))
 
-def _v1_tables(md: sa.MetaData) -> tuple[sa.Table, ...]:
-    """The tables as migration 1 creates them. Frozen: a later migration that changes a table
-    gets its own description, and the query tables below move to the newest one."""
-    return (
-        sa.Table("settings", md,
-                 sa.Column("key", sa.String(64), primary_key=True),
-                 sa.Column("value", sa.Text, nullable=False)),
-        sa.Table("sessions", md,
-                 sa.Column("id", sa.Integer, primary_key=True),
-                 sa.Column("code", sa.String(16), nullable=False, unique=True),
-                 sa.Column("title", sa.Text, nullable=False),
-                 sa.Column("kind", sa.String(16), nullable=False),
-                 sa.Column("classes", sa.Text, nullable=False),
-                 sa.Column("started_at", sa.Float, nullable=False),
-                 sa.Column("ended_at", sa.Float, nullable=True)),
-        sa.Table("participants", md,
-                 sa.Column("id", sa.Integer, primary_key=True),
-                 sa.Column("session_id", sa.Integer, sa.ForeignKey("sessions.id"), nullable=False, index=True),
-                 sa.Column("name", sa.Text, nullable=False),
-                 sa.Column("source", sa.String(16), nullable=False),
-                 sa.Column("joined_at", sa.Float, nullable=False),
-                 sa.Column("token_hash", sa.String(64), nullable=True, unique=True)),
-        sa.Table("seconds", md,
-                 sa.Column("participant_id", sa.Integer, sa.ForeignKey("participants.id"), primary_key=True),
-                 sa.Column("second", sa.Integer, primary_key=True, autoincrement=False),
-                 sa.Column("session_id", sa.Integer, sa.ForeignKey("sessions.id"), nullable=False),
-                 sa.Column("emotion", sa.String(16), nullable=True),
-                 sa.Column("frames", sa.Integer, nullable=False),
-                 sa.Column("scores", sa.Text, nullable=False),
-                 sa.Index("ix_seconds_session_second", "session_id", "second")),
-    )
+_lock = threading.Lock()  # alembic.context and alembic.op are proxies shared by the whole process
 
 
-def _v2_privacy_column() -> sa.Column:
-    return sa.Column("privacy", sa.String(16), nullable=False, server_default=PER_STUDENT)
+def config(connection: Connection | None = None, extra_versions: Iterable[str | Path] = ()) -> Config:
+    """Alembic's configuration in code: the package's migrations, and further folders of
+    revisions (tests add their own); ``connection`` is the one env.py migrates."""
+    cfg = Config()
+    cfg.set_main_option("script_location", _ini_value(MIGRATIONS))
+    extra = [Path(p) for p in extra_versions]
+    if extra:
+        cfg.set_main_option("path_separator", "os")
+        cfg.set_main_option("version_locations", os.pathsep.join(_ini_value(p) for p in [MIGRATIONS / "versions", *extra]))
+    cfg.attributes["connection"] = connection
+    return cfg
 
 
-def _v3_acknowledgements_table(md: sa.MetaData) -> sa.Table:
-    """A flag the teacher marked as seen, named by its participant and its first second."""
-    return sa.Table("acknowledgements", md,
-                    sa.Column("participant_id", sa.Integer, sa.ForeignKey("participants.id"), primary_key=True),
-                    sa.Column("start", sa.Integer, primary_key=True, autoincrement=False),
-                    sa.Column("session_id", sa.Integer, sa.ForeignKey("sessions.id"), nullable=False, index=True),
-                    sa.Column("at", sa.Float, nullable=False))
+def _ini_value(path: Path) -> str:
+    return str(path).replace("%", "%%")  # Config's values go through ConfigParser's interpolation
 
 
-@dataclass(frozen=True)
-class Migration:
-    """One schema change. ``apply`` runs inside the upgrade's transaction and must describe its
-    tables itself (never through the module's current tables, which move on with later versions)."""
-
-    version: int
-    name: str
-    apply: Callable[[Connection], None]
+def include_name(name: str | None, type_: str, parent_names: dict) -> bool:
+    """Alembic's filter when it compares the database with :mod:`moodlens.store.schema`."""
+    # the hand-written runner's history, kept in the databases it made, is no table of the schema
+    return not (type_ == "table" and name == "schema_migrations")
 
 
-def _v1_initial(conn: Connection) -> None:
-    md = sa.MetaData()
-    _v1_tables(md)
-    md.create_all(conn)
+def revision(conn: Connection) -> str | None:
+    """The revision the database is at (None: none yet)."""
+    heads = MigrationContext.configure(conn).get_current_heads()
+    return heads[0] if heads else None
 
 
-def _v2_privacy(conn: Connection) -> None:
-    """sessions.privacy: existing sessions keep showing each student (as before)."""
-    column = _v2_privacy_column()
-    ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
-    conn.exec_driver_sql(f"ALTER TABLE sessions ADD COLUMN {ddl}")
-
-
-def _v3_acknowledgements(conn: Connection) -> None:
-    """Acknowledged flags outlive a server restart."""
-    md = sa.MetaData()
-    _v1_tables(md)  # the tables its foreign keys name
-    _v3_acknowledgements_table(md).create(conn)
-
-
-MIGRATIONS: list[Migration] = [
-    Migration(1, "settings, sessions, participants, per-second records", _v1_initial),
-    Migration(2, "sessions.privacy: per student or class only", _v2_privacy),
-    Migration(3, "acknowledgements: flags the teacher marked as seen", _v3_acknowledgements),
-]
-
-
-def schema_version(conn: Connection) -> int:
-    if not sa.inspect(conn).has_table("schema_migrations"):
-        return 0
-    return conn.execute(sa.select(sa.func.max(migrations_table.c.version))).scalar() or 0
-
-
-def migrate(engine: Engine, migrations: Iterable[Migration] = MIGRATIONS) -> int:
-    """Apply the migrations the database lacks, in one transaction; returns the version reached.
+def upgrade(conn: Connection, extra_versions: Iterable[str | Path] = ()) -> str:
+    """Bring the database to the newest revision, inside the caller's transaction; returns it.
 
     Raises:
-        StoreError: the database has a version this code does not know (written by a newer
+        StoreError: the database is at a revision this code does not know (written by a newer
             MoodLens); nothing is changed.
     """
-    migrations = sorted(migrations, key=lambda m: m.version)
-    latest = migrations[-1].version if migrations else 0
-    with engine.begin() as conn:
-        migrations_table.create(conn, checkfirst=True)
-        current = schema_version(conn)
-        if current > latest:
-            raise StoreError(f"the database schema is version {current}, newer than this MoodLens knows "
-                             f"({latest}); upgrade MoodLens to open it")
-        for m in migrations:
-            if m.version > current:
-                m.apply(conn)
-                conn.execute(migrations_table.insert().values(version=m.version, name=m.name, applied_at=time.time()))
-                current = m.version
-    return current
+    cfg = config(conn, extra_versions)
+    script = ScriptDirectory.from_config(cfg)
+    with _lock:
+        current = revision(conn)
+        if current is None:
+            _bridge(conn, cfg)
+        elif current not in {s.revision for s in script.walk_revisions()}:
+            raise StoreError(f"the database schema is revision {current}, newer than this MoodLens knows "
+                             f"({script.get_current_head()}); upgrade MoodLens to open it")
+        command.upgrade(cfg, "head")
+        return revision(conn)
 
 
+def _bridge(conn: Connection, cfg: Config) -> None:
+    """Stamp a database the hand-written runner kept with the revision matching its last version."""
+    if not sa.inspect(conn).has_table("schema_migrations"):
+        return
+    version = conn.execute(sa.select(sa.func.max(legacy_table.c.version))).scalar() or 0
+    if version == 0:
+        return
+    if version not in LEGACY_REVISIONS:
+        raise StoreError(f"the database schema is version {version}, newer than this MoodLens knows "
+                         f"({max(LEGACY_REVISIONS)}); upgrade MoodLens to open it")
+    command.stamp(cfg, LEGACY_REVISIONS[version])
+    number, name = LEGACY_MARKER
+    conn.execute(legacy_table.insert().values(version=number, name=name, applied_at=time.time()))
