@@ -4,6 +4,8 @@ repository root) opens the database named with ``-x db=PATH_OR_URL``."""
 
 from __future__ import annotations
 
+from logging.config import fileConfig
+
 from alembic import context
 
 from moodlens.store.migrate import include_name
@@ -29,6 +31,13 @@ def _database_url() -> str:
 def _run_from_command_line() -> None:
     from moodlens.store.engine import create_engine
 
+    if context.config.config_file_name:  # the ini's [loggers]: alembic says what it runs
+        fileConfig(context.config.config_file_name, disable_existing_loggers=False)
+    if context.is_offline_mode():  # --sql: print the DDL instead
+        context.configure(url=_database_url(), target_metadata=metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
     engine = create_engine(_database_url())  # with MoodLens's pragmas, so DDL runs in the transaction
     try:
         with engine.begin() as connection:
@@ -39,9 +48,5 @@ def _run_from_command_line() -> None:
 
 if context.config.attributes.get("connection") is not None:
     _run(context.config.attributes["connection"])
-elif context.is_offline_mode():
-    context.configure(url=_database_url(), target_metadata=metadata, literal_binds=True)
-    with context.begin_transaction():
-        context.run_migrations()
 else:
     _run_from_command_line()
