@@ -1,6 +1,7 @@
 """The database layer on SQLite and, when a PostgreSQL server can be started here, on PostgreSQL:
-migrations (fresh, repeated, upgraded with data, failed, too new), sessions, participants,
-per-second records, export and delete."""
+Alembic migrations (fresh, repeated, the schema they make, an upgrade of a database the
+hand-written runner made with its exact DDL, failed, too new, down and up, the command line),
+sessions, participants, per-second records, export and delete."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import textwrap
 import time
 from datetime import datetime
 from pathlib import Path
@@ -20,10 +23,13 @@ from pathlib import Path
 import pytest
 
 sa = pytest.importorskip("sqlalchemy")
+pytest.importorskip("alembic")
+
+from alembic.script import ScriptDirectory  # noqa: E402
 
 from moodlens.aggregate import SecondRecord  # noqa: E402
 from moodlens.classes import FER2013_CLASSES  # noqa: E402
-from moodlens.store import MIGRATIONS, Migration, Store, StoreError, database_url, schema_version  # noqa: E402
+from moodlens.store import Store, StoreError, database_url, hash_token, migrate, schema  # noqa: E402
 
 
 def _free_port() -> int:
@@ -152,101 +158,302 @@ def test_an_unusable_database_is_a_one_line_store_error(url):
     assert message and "\n" not in message and "secret" not in message
 
 
-def test_fresh_database_is_migrated_and_reopening_changes_nothing(db_url):
-    s = Store(db_url)
-    assert s.version == MIGRATIONS[-1].version
-    session = s.create_session("Maths", FER2013_CLASSES)
-    s.close()
-    again = Store(db_url)
-    assert again.version == MIGRATIONS[-1].version
-    assert again.get_session(session.id) == session
-    with again.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT count(*) FROM schema_migrations").scalar() == len(MIGRATIONS)
-    again.close()
+# --- migrations ------------------------------------------------------------------------------
+
+HEAD = int(ScriptDirectory.from_config(migrate.config()).get_current_head())
+
+# The DDL the hand-written runner (before Alembic) executed, copied from what it sent to each
+# database: migration 0 is its own schema_migrations table. {serial} and {key} are the only
+# differences between SQLite and PostgreSQL.
+TODAYS_DDL = {
+    0: ["""CREATE TABLE schema_migrations (
+\tversion INTEGER NOT NULL, \n\tname TEXT NOT NULL, \n\tapplied_at FLOAT NOT NULL, \n\tPRIMARY KEY (version)
+)"""],
+    1: ["""CREATE TABLE settings (
+\t{key} VARCHAR(64) NOT NULL, \n\tvalue TEXT NOT NULL, \n\tPRIMARY KEY ({key})
+)""", """CREATE TABLE sessions (
+\tid {serial} NOT NULL, \n\tcode VARCHAR(16) NOT NULL, \n\ttitle TEXT NOT NULL, \n\tkind VARCHAR(16) NOT NULL, \
+\n\tclasses TEXT NOT NULL, \n\tstarted_at FLOAT NOT NULL, \n\tended_at FLOAT, \n\tPRIMARY KEY (id), \n\tUNIQUE (code)
+)""", """CREATE TABLE participants (
+\tid {serial} NOT NULL, \n\tsession_id INTEGER NOT NULL, \n\tname TEXT NOT NULL, \n\tsource VARCHAR(16) NOT NULL, \
+\n\tjoined_at FLOAT NOT NULL, \n\ttoken_hash VARCHAR(64), \n\tPRIMARY KEY (id), \
+\n\tFOREIGN KEY(session_id) REFERENCES sessions (id), \n\tUNIQUE (token_hash)
+)""", "CREATE INDEX ix_participants_session_id ON participants (session_id)",
+        """CREATE TABLE seconds (
+\tparticipant_id INTEGER NOT NULL, \n\tsecond INTEGER NOT NULL, \n\tsession_id INTEGER NOT NULL, \
+\n\temotion VARCHAR(16), \n\tframes INTEGER NOT NULL, \n\tscores TEXT NOT NULL, \n\tPRIMARY KEY (participant_id, second), \
+\n\tFOREIGN KEY(participant_id) REFERENCES participants (id), \n\tFOREIGN KEY(session_id) REFERENCES sessions (id)
+)""", "CREATE INDEX ix_seconds_session_second ON seconds (session_id, second)"],
+    2: ["ALTER TABLE sessions ADD COLUMN privacy VARCHAR(16) DEFAULT 'per_student' NOT NULL"],
+    3: ["""CREATE TABLE acknowledgements (
+\tparticipant_id INTEGER NOT NULL, \n\tstart INTEGER NOT NULL, \n\tsession_id INTEGER NOT NULL, \n\tat FLOAT NOT NULL, \
+\n\tPRIMARY KEY (participant_id, start), \n\tFOREIGN KEY(participant_id) REFERENCES participants (id), \
+\n\tFOREIGN KEY(session_id) REFERENCES sessions (id)
+)""", "CREATE INDEX ix_acknowledgements_session_id ON acknowledgements (session_id)"],
+}
+TODAYS_NAMES = {1: "settings, sessions, participants, per-second records",
+                2: "sessions.privacy: per student or class only",
+                3: "acknowledgements: flags the teacher marked as seen"}
 
 
-def test_upgrade_keeps_every_stored_session(db_url):
-    s = Store(db_url)
-    session = s.create_session("Before the upgrade", FER2013_CLASSES)
-    pid = s.add_participant(session.id, "Ana", "student").id
-    s.add_seconds(session.id, _records(pid, range(30)))
-    s.close()
-
-    def add_note(conn) -> None:
-        conn.execute(sa.text("ALTER TABLE sessions ADD COLUMN note TEXT"))
-        conn.execute(sa.text("UPDATE sessions SET note = 'migrated'"))
-
-    upgraded = Store(db_url, [*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "session notes", add_note)])
-    assert upgraded.version == len(MIGRATIONS) + 1
-    assert upgraded.get_session(session.id).title == "Before the upgrade"
-    assert len(upgraded.seconds(session.id)) == 30
-    with upgraded.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT note FROM sessions").scalar() == "migrated"
-    upgraded.close()
-
-
-def test_migration_3_remembers_acknowledged_flags_until_the_session_is_deleted(db_url):
-    old = Store(db_url, MIGRATIONS[:2])  # a database as MoodLens left it before migration 3
-    session = old.create_session("Class", FER2013_CLASSES)
-    ana = old.add_participant(session.id, "Ana", "student")
-    old.close()
-    s = Store(db_url)
-    assert s.version == 3 and s.acknowledged(session.id) == {}
-    s.acknowledge(session.id, ana.id, 12, at=100.0)
-    s.acknowledge(session.id, ana.id, 12, at=200.0)  # a second click changes nothing
-    s.acknowledge(session.id, ana.id, 40, at=300.0)
-    assert s.acknowledged(session.id) == {ana.id: {12: 100.0, 40: 300.0}}
-    assert s.delete_session(session.id) and s.acknowledged(session.id) == {}
-
-
-def test_migration_2_gives_existing_sessions_the_per_student_privacy_they_had(db_url):
-    old = Store(db_url, MIGRATIONS[:1])  # a database as MoodLens left it before migration 2
-    with old.engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO sessions (code, title, kind, classes, started_at) "
-                             "VALUES ('ABCDEF', 'Old class', 'class', :classes, 1.0)"),
-                     {"classes": json.dumps(FER2013_CLASSES)})
-    old.close()
-    s = Store(db_url)
-    assert s.version >= 2
-    assert s.session_by_code("ABCDEF").privacy == "per_student"
-    new = s.create_session("New class", FER2013_CLASSES, privacy="class_only")
-    assert s.get_session(new.id).privacy == "class_only" and new.to_dict()["privacy"] == "class_only"
-    with pytest.raises(ValueError, match="privacy"):
-        s.create_session("Bad", FER2013_CLASSES, privacy="everyone")
-    s.close()
-
-
-def test_failed_upgrade_rolls_back_whole(db_url):
-    s = Store(db_url)
-    session = s.create_session("Keep me", FER2013_CLASSES)
-    pid = s.add_participant(session.id, "Ben", "student").id
-    s.add_seconds(session.id, _records(pid, range(5)))
-    s.close()
-
-    def broken(conn) -> None:
-        conn.execute(sa.text("ALTER TABLE sessions ADD COLUMN half_done TEXT"))
-        conn.execute(sa.text("DELETE FROM seconds"))
-        raise RuntimeError("migration bug")
-
-    with pytest.raises(RuntimeError, match="migration bug"):
-        Store(db_url, [*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "broken", broken)])
-    after = Store(db_url)
-    assert after.version == len(MIGRATIONS)
-    assert len(after.seconds(session.id)) == 5
-    assert "half_done" not in {c["name"] for c in sa.inspect(after.engine).get_columns("sessions")}
-    after.close()
-
-
-def test_newer_schema_is_refused_untouched(db_url):
-    s = Store(db_url, [*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "from the future", lambda conn: None)])
-    s.close()
-    with pytest.raises(StoreError, match="newer"):
-        Store(db_url)
-    engine = sa.create_engine(db_url)
-    with engine.connect() as conn:
-        assert schema_version(conn) == len(MIGRATIONS) + 1
+def _todays_database(url: str, version: int = 3) -> None:
+    """A database as the hand-written runner left it at ``version``, with a class in it: two
+    students with join tokens, their seconds, an ended video, settings and (from version 3) an
+    acknowledged flag. Rows are inserted as that code did, ids drawn by the database."""
+    engine = sa.create_engine(url)
+    words = {"sqlite": {"serial": "INTEGER", "key": '"key"'}, "postgresql": {"serial": "SERIAL", "key": "key"}}
+    with engine.begin() as conn:
+        for v in range(version + 1):
+            for statement in TODAYS_DDL[v]:
+                conn.exec_driver_sql(statement.format(**words[engine.dialect.name]))
+            if v:
+                conn.execute(sa.text("INSERT INTO schema_migrations VALUES (:v, :name, :at)"),
+                             {"v": v, "name": TODAYS_NAMES[v], "at": 1000.0 + v})
+        _fill(conn, version)
     engine.dispose()
 
+
+def _fill(conn, version: int) -> None:
+    privacy = ", privacy" if version >= 2 else ""
+    insert = f"INSERT INTO sessions (code, title, kind, classes, started_at, ended_at{privacy}) VALUES "
+    classes = json.dumps(FER2013_CLASSES)
+    conn.execute(sa.text(insert + f"('ABCDEF', 'Maths 3B', 'class', :c, 100.0, NULL{', :p' if privacy else ''})"),
+                 {"c": classes, "p": "class_only"})
+    conn.execute(sa.text(insert + f"('GHJKMN', 'talk.mp4', 'video', :c, 50.0, 80.0{', :p' if privacy else ''})"),
+                 {"c": classes, "p": "per_student"})
+    for name, token in (("Ana", "secret-ana"), ("Ben", "secret-ben")):
+        conn.execute(sa.text("INSERT INTO participants (session_id, name, source, joined_at, token_hash) "
+                             "VALUES (1, :name, 'student', 101.0, :hash)"), {"name": name, "hash": hash_token(token)})
+    scores = json.dumps({c: 0.7 if c == "happy" else 0.05 for c in FER2013_CLASSES})
+    conn.execute(sa.text("INSERT INTO seconds VALUES (:pid, :s, 1, :e, 2, :scores)"),
+                 [{"pid": pid, "s": s, "e": "happy" if s % 2 else None, "scores": scores}
+                  for pid in (1, 2) for s in range(20)])
+    conn.execute(sa.text(f"INSERT INTO settings VALUES ('teacher_token', 'abc'), ('login:x', '{'%'}')"))
+    if version >= 3:
+        conn.execute(sa.text("INSERT INTO acknowledgements VALUES (2, 12, 1, 130.5)"))
+
+
+def _contents(url: str) -> dict[str, tuple[tuple[str, ...], list[tuple]]]:
+    """Every table: its columns and every row, in order."""
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        md = sa.MetaData()
+        md.reflect(conn)
+        rows = {t.name: (tuple(t.columns.keys()), sorted(tuple(r) for r in conn.execute(t.select())))
+                for t in md.sorted_tables}
+    engine.dispose()
+    return rows
+
+
+def _as_before(after: dict, before: dict) -> dict:
+    """``after`` cut down to the tables and columns ``before`` had: later revisions may add both."""
+    out = {}
+    for name, (columns, _) in before.items():
+        have, rows = after[name]
+        keep = [have.index(c) for c in columns]
+        out[name] = (columns, sorted(tuple(r[i] for i in keep) for r in rows))
+    return out
+
+
+def _revision_file(folder: Path, name: str, upgrade: str, revision: str = f"{HEAD + 1:04d}") -> Path:
+    """A revision after the package's last, in a folder of its own (``Store(extra_migrations=)``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    body = textwrap.indent(textwrap.dedent(upgrade).strip(), "    ")
+    (folder / f"{revision}_{name}.py").write_text(
+        f'"""{name}"""\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+        f"revision, down_revision = {revision!r}, {f'{HEAD:04d}'!r}\nbranch_labels = depends_on = None\n\n\n"
+        f"def upgrade():\n{body}\n")
+    return folder
+
+
+def _no_differences(store: Store) -> list:
+    """What Alembic finds between the database and :mod:`moodlens.store.schema` (nothing, we hope)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"include_name": migrate.include_name})
+        return compare_metadata(context, schema.metadata)
+
+
+def test_fresh_database_reaches_the_newest_revision_and_reopening_changes_nothing(db_url):
+    s = Store(db_url)
+    assert s.version == HEAD
+    session = s.create_session("Maths", FER2013_CLASSES)
+    s.close()
+    before = _contents(db_url)
+    again = Store(db_url)
+    assert again.version == HEAD and again.get_session(session.id) == session
+    assert not sa.inspect(again.engine).has_table("schema_migrations")  # only the old runner kept one
+    again.close()
+    assert _contents(db_url) == before and before["alembic_version"][1] == [(f"{HEAD:04d}",)]
+
+
+def test_the_tables_are_what_the_migrations_make(db_url):
+    """schema.py (what the queries use) and the revisions (what databases get) say the same."""
+    s = Store(db_url)
+    assert _no_differences(s) == []
+    s.close()
+
+
+def test_revisions_are_numbered_one_after_another():
+    """``NNNN_what.py`` holds revision NNNN, revising NNNN - 1: Store.version is the number."""
+    script = ScriptDirectory.from_config(migrate.config())
+    revisions = list(reversed(list(script.walk_revisions())))
+    assert [r.revision for r in revisions] == [f"{n:04d}" for n in range(1, len(revisions) + 1)]
+    assert [r.down_revision for r in revisions] == [None, *(r.revision for r in revisions[:-1])]
+    assert all(Path(r.path).name.startswith(r.revision + "_") for r in revisions)
+
+
+def test_a_database_of_the_old_migration_runner_is_upgraded_with_every_row_intact(db_url):
+    _todays_database(db_url, version=3)
+    before = _contents(db_url)
+    s = Store(db_url)
+    assert s.version == HEAD
+    after = _contents(db_url)
+    marker = after["schema_migrations"][1][-1]
+    assert marker[:2] == (4, "schema history moved to Alembic (alembic_version)")
+    history = before["schema_migrations"]
+    assert _as_before(after, before) == dict(before, schema_migrations=(history[0], [*history[1], marker]))
+    assert after["alembic_version"][1] == [(f"{HEAD:04d}",)]
+    assert _no_differences(s) == []
+    # and the store reads and writes it as before
+    ana = s.participant_by_token("secret-ana")
+    assert ana.name == "Ana" and s.session_by_code("ABCDEF").privacy == "class_only"
+    assert len(s.seconds(1)) == 40 and s.seconds(1, ana.id)[1].scores["happy"] == pytest.approx(0.7)
+    assert s.acknowledged(1) == {2: {12: 130.5}} and s.get_setting("teacher_token") == "abc"
+    fresh = s.create_session("After the upgrade", FER2013_CLASSES)
+    assert fresh.id == 3 and s.add_participant(fresh.id, "Cleo", "student").id == 3
+    s.close()
+    reopened = Store(db_url)  # bridged once: the second open finds alembic_version and stamps nothing
+    reopened.close()
+    assert _contents(db_url)["schema_migrations"] == after["schema_migrations"]
+
+
+def test_a_version_1_database_gets_privacy_and_acknowledgements(db_url):
+    _todays_database(db_url, version=1)
+    before = _contents(db_url)
+    s = Store(db_url)
+    assert s.version == HEAD and _no_differences(s) == []
+    after = _contents(db_url)
+    marker = after["schema_migrations"][1][-1]
+    history = before["schema_migrations"]
+    assert marker[0] == 4 and history[1][-1][0] == 1
+    assert _as_before(after, before) == dict(before, schema_migrations=(history[0], [*history[1], marker]))
+    # the sessions go on showing each student, as they did before privacy was a choice
+    assert {session["privacy"] for session in s.list_sessions()} == {"per_student"}
+    assert after["acknowledgements"][1] == []
+    new = s.create_session("New class", FER2013_CLASSES, privacy="class_only")
+    assert s.get_session(new.id).privacy == "class_only" and new.to_dict()["privacy"] == "class_only"
+    s.acknowledge(1, 1, 7, at=5.0)
+    assert s.acknowledged(1) == {1: {7: 5.0}}
+    s.close()
+
+
+BROKEN = """
+op.add_column("sessions", sa.Column("half_done", sa.Text))
+op.execute("DELETE FROM seconds")
+raise RuntimeError("migration bug")
+"""
+
+
+@pytest.mark.parametrize("made_by", ["alembic", "the old runner at version 2"])
+def test_failed_upgrade_rolls_back_whole(db_url, tmp_path, made_by):
+    """A revision that fails halfway leaves the database as it was: its own changes, the earlier
+    revisions of the same upgrade and the bridge's stamp all go."""
+    if made_by == "alembic":
+        s = Store(db_url)
+        session = s.create_session("Keep me", FER2013_CLASSES)
+        s.add_seconds(session.id, _records(s.add_participant(session.id, "Ben", "student").id, range(5)))
+        s.close()
+    else:
+        _todays_database(db_url, version=2)
+    before = _contents(db_url)
+    with pytest.raises(RuntimeError, match="migration bug"):
+        Store(db_url, extra_migrations=[_revision_file(tmp_path / "versions", "broken", BROKEN)])
+    assert _contents(db_url) == before
+    engine = sa.create_engine(db_url)
+    assert "half_done" not in {c["name"] for c in sa.inspect(engine).get_columns("sessions")}
+    engine.dispose()
+
+
+def test_newer_schema_is_refused_untouched(db_url, tmp_path):
+    future = _revision_file(tmp_path / "versions", "from_the_future", """
+        op.create_table("holograms", sa.Column("id", sa.Integer, primary_key=True))
+        """)
+    s = Store(db_url, extra_migrations=[future])
+    assert s.version == HEAD + 1
+    s.create_session("Kept", FER2013_CLASSES)
+    s.close()
+    before = _contents(db_url)
+    with pytest.raises(StoreError, match="newer") as caught:
+        Store(db_url)
+    assert "\n" not in str(caught.value) and f"{HEAD + 1:04d}" in str(caught.value)
+    assert _contents(db_url) == before
+
+
+def test_a_newer_version_of_the_old_runner_is_refused_untouched(db_url):
+    _todays_database(db_url, version=3)
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO schema_migrations VALUES (9, 'from a branch', 1.0)")
+    engine.dispose()
+    before = _contents(db_url)
+    with pytest.raises(StoreError, match="version 9, newer"):
+        Store(db_url)
+    assert _contents(db_url) == before
+
+
+def test_revisions_go_down_to_nothing_and_up_again(db_url):
+    """For developers (``alembic downgrade``): every revision can be undone."""
+    from alembic import command
+
+    Store(db_url).close()
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        command.downgrade(migrate.config(conn), "base")
+        assert set(sa.inspect(conn).get_table_names()) == {"alembic_version"}
+    engine.dispose()
+    s = Store(db_url)
+    assert s.version == HEAD and _no_differences(s) == []
+    s.close()
+
+
+def test_the_alembic_command_line_upgrades_a_named_database(tmp_path):
+    """``alembic -x db=... upgrade head`` from the repository root (alembic.ini) makes the
+    database MoodLens makes."""
+    root = Path(__file__).resolve().parents[1]
+    db = tmp_path / "cli.db"
+    done = subprocess.run([sys.executable, "-m", "alembic", "-x", f"db={db}", "upgrade", "head"], cwd=root,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "src"),
+                                                                                       os.environ.get("PYTHONPATH")]))})
+    assert done.returncode == 0, done.stderr
+    s = Store(database_url(db))
+    assert s.version == HEAD and _no_differences(s) == []
+    s.close()
+
+
+def test_acknowledged_flags_are_kept_once_until_the_session_is_deleted(store):
+    session = store.create_session("Class", FER2013_CLASSES)
+    ana = store.add_participant(session.id, "Ana", "student")
+    assert store.acknowledged(session.id) == {}
+    store.acknowledge(session.id, ana.id, 12, at=100.0)
+    store.acknowledge(session.id, ana.id, 12, at=200.0)  # a second click changes nothing
+    store.acknowledge(session.id, ana.id, 40, at=300.0)
+    assert store.acknowledged(session.id) == {ana.id: {12: 100.0, 40: 300.0}}
+    assert store.delete_session(session.id) and store.acknowledged(session.id) == {}
+
+
+def test_privacy_is_one_of_the_modes(store):
+    new = store.create_session("New class", FER2013_CLASSES, privacy="class_only")
+    assert store.get_session(new.id).privacy == "class_only" and new.to_dict()["privacy"] == "class_only"
+    assert store.create_session("Default", FER2013_CLASSES).privacy == "per_student"
+    with pytest.raises(ValueError, match="privacy"):
+        store.create_session("Bad", FER2013_CLASSES, privacy="everyone")
+
+
+# --- sessions, participants, seconds ---------------------------------------------------------
 
 def test_sessions_participants_and_seconds(store):
     a = store.create_session("3B maths", FER2013_CLASSES)
