@@ -12,6 +12,7 @@ from conftest import FER_CSV, FERPLUS_CSV, write_csv
 from moodlens.classify import default_model_path
 from moodlens.cli import main
 from moodlens.errors import MoodLensError
+from moodlens.preprocess import preprocess
 from moodlens.training.data import DataError, ferplus_majority, load_crowd_majority, load_fer2013, load_ferplus_majority
 from moodlens.training.degrade import CORRUPTIONS, corrupt, random_degrade
 
@@ -301,3 +302,45 @@ def test_wrong_pretrained_files_give_one_line_errors(capsys, tmp_path, args, mes
 def test_blending_votes_into_the_eight_class_task_is_refused():
     with pytest.raises(MoodLensError, match="needs the 7 FER2013 classes"):
         load_fer2013(FER_CSV, "PublicTest", ferplus=FERPLUS_CSV, ferplus_classes=True, ferplus_weight=0.5)
+
+
+def test_a_two_head_model_trains_exports_and_each_benchmark_reads_its_own_head(tmp_path):
+    from moodlens.classify import EmotionModel, ModelError
+    from moodlens.training.evaluate import evaluate
+    from moodlens.training.export import export
+    from moodlens.training.train import TrainConfig, load_checkpoint, train
+
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(FER_CSV), out=str(run), model="moodnet_xs", ferplus=str(FERPLUS_CSV),
+                      fer2013_head=True, limit=300, epochs=2, batch_size=100, patience=2, threads=2))
+    assert "val_fer2013_acc" in (run / "metrics.csv").read_text().splitlines()[0]
+    report = export(run / "best.pt", tmp_path / "two.onnx")
+    head = report["fer2013_head"]
+    assert head["output"] == "probs_fer2013" and head["n_val"] == 3589 and head["temperature"] > 0
+
+    model = EmotionModel(tmp_path / "two.onnx")
+    assert model.outputs == ("probs", "probs_fer2013") and model.has_fer2013_head
+    faces = load_fer2013(FER_CSV, "PublicTest")
+    shown, fer = model.predict(faces.images[:64]), model.predict(faces.images[:64], fer2013_head=True)
+    np.testing.assert_allclose(fer.sum(1), 1.0, atol=1e-5)
+    assert np.abs(shown - fer).max() > 1e-3  # two heads, not one output twice
+    net, spec, _ = load_checkpoint(run / "best.pt")  # each ONNX head is its torch head, calibrated
+    with torch.no_grad():
+        _, logits = net.both(torch.from_numpy(preprocess(faces.images[:64], spec)))
+    np.testing.assert_allclose(fer, (logits / head["temperature"]).softmax(1).numpy(), atol=1e-4)
+
+    scored = evaluate(FER_CSV, model=model, ferplus=FERPLUS_CSV, progress=False)
+    assert scored["head"] == "fer2013"
+    everything = model.predict(faces.images, fer2013_head=True)
+    assert scored["accuracy"] == pytest.approx(float((everything.argmax(1) == faces.labels).mean()))
+    majority = load_ferplus_majority(FER_CSV, FERPLUS_CSV)
+    hits = model.predict(majority.images).argmax(1) == np.array([model.classes.index(c) if c in model.classes else -1
+                                                                  for c in majority.classes])[majority.labels]
+    assert scored["ferplus_majority"]["accuracy"] == pytest.approx(float(hits.mean()))  # the product head
+
+    one_head = EmotionModel()
+    assert not one_head.has_fer2013_head and evaluate(FER_CSV, model=one_head, progress=False)["head"] == "product"
+    with pytest.raises(ModelError, match="no FER2013 head"):
+        one_head.predict(faces.images[:2], fer2013_head=True)
+    with pytest.raises(MoodLensError, match="needs a FER2013 CSV, its FER\\+ votes"):
+        train(TrainConfig(data=str(FER_CSV), out=str(tmp_path / "x"), fer2013_head=True))

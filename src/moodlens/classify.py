@@ -13,6 +13,9 @@ from moodlens.preprocess import PreprocessSpec, preprocess
 from moodlens.weights import WEIGHTS_DIR
 
 DEFAULT_MODEL = "moodnet_s_v2.onnx"
+# A two-head model's second output: FER2013's own labels, read only by the FER2013 benchmark;
+# the first output is always the head the product shows.
+FER2013_OUTPUT = "probs_fer2013"
 
 
 class ModelError(MoodLensError):
@@ -53,6 +56,7 @@ class EmotionModel:
             raise ModelError(f"{self.path}: not a MoodLens model (no preprocessing metadata)")
         self.spec = PreprocessSpec.from_json(meta["moodlens.spec"])
         self._input = self.session.get_inputs()[0].name
+        self.outputs = tuple(o.name for o in self.session.get_outputs())
         self._check_graph()
 
     def _check_graph(self) -> None:
@@ -69,23 +73,34 @@ class EmotionModel:
             raise ModelError(f"{self.path}: its graph takes {got}, not the float faces [batch, 1, {size}, {size}] "
                              "its MoodLens metadata describes")
         try:
-            out = self.session.run(None, {self._input: np.zeros((2, 1, size, size), np.float32)})[0]
+            outs = self.session.run(None, {self._input: np.zeros((2, 1, size, size), np.float32)})
         except Exception as e:  # onnxruntime's own exception types, e.g. an op that rejects the shape
             why = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ModelError(f"{self.path}: its graph fails on a batch of 2 faces: {why}") from None
-        if getattr(out, "shape", None) != (2, n):
-            raise ModelError(f"{self.path}: its graph gives {getattr(out, 'shape', type(out).__name__)} for 2 faces, "
-                             f"not (2, {n}) for the {n} classes of its MoodLens metadata")
+        for out in outs:
+            if getattr(out, "shape", None) != (2, n):
+                raise ModelError(f"{self.path}: its graph gives {getattr(out, 'shape', type(out).__name__)} for 2 "
+                                 f"faces, not (2, {n}) for the {n} classes of its MoodLens metadata")
+
+    @property
+    def has_fer2013_head(self) -> bool:
+        """Whether the model has a second head trained on FER2013's own labels."""
+        return FER2013_OUTPUT in self.outputs[1:]
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.spec.classes
 
-    def predict(self, faces: np.ndarray | Sequence[np.ndarray], batch_size: int = 512) -> np.ndarray:
+    def predict(self, faces: np.ndarray | Sequence[np.ndarray], batch_size: int = 512,
+                fer2013_head: bool = False) -> np.ndarray:
         """Class probabilities (N, C) for uint8 face crops: (N, H, W) grey or (N, H, W, 3) BGR
         of any size, or a list of crops. Run ``batch_size`` faces at a time: a whole dataset in
-        one run would need memory for all its activations at once (28,709 faces: over 24 GB)."""
+        one run would need memory for all its activations at once (28,709 faces: over 24 GB).
+        ``fer2013_head``: read a two-head model's FER2013 head instead of the product's."""
+        if fer2013_head and not self.has_fer2013_head:
+            raise ModelError(f"{self.path}: has no FER2013 head")
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        return np.concatenate([self.session.run(None, {self._input: preprocess(faces[i:i + batch_size], self.spec)})[0]
+        output = [FER2013_OUTPUT if fer2013_head else self.outputs[0]]  # only that head's nodes run
+        return np.concatenate([self.session.run(output, {self._input: preprocess(faces[i:i + batch_size], self.spec)})[0]
                                for i in range(0, len(faces), batch_size)])

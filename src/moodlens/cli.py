@@ -112,6 +112,11 @@ def _train_target_options(sp) -> None:
                     help="distil from teachers, averaged: training checkpoints (.pt) or exported models (.onnx) "
                     "of stronger models, the teacher_probs.npy an earlier run saved for the same faces, or a "
                     "teachers/*.npz of scripts/teacher_probs.py (by FER2013 row, for any run on that CSV)")
+    sp.add_argument("--fer2013-head", action="store_true",
+                    help="with --ferplus: a second output head trained on FER2013's own labels beside the crowd's "
+                    "(the FER2013 benchmark reads it; the product shows the crowd head)")
+    sp.add_argument("--fer2013-weight", type=float, default=1.0,
+                    help="with --fer2013-head: weight of its loss beside the crowd head's (default: %(default)s)")
     sp.add_argument("--teacher-weight", type=float, default=0.7,
                     help="with --teacher: share of each target taken from the teachers' probabilities "
                     "(default: %(default)s)")
@@ -164,6 +169,7 @@ def cmd_train(args) -> int:
     _in_range("--ema", args.ema, 0, 1)
     _in_range("--teacher-weight", args.teacher_weight, 0, 1)
     _in_range("--ferplus-weight", args.ferplus_weight, 0, 1)
+    _in_range("--fer2013-weight", args.fer2013_weight, 0)
     _needs_train_extra()
     from moodlens.training.models import list_models
     from moodlens.training.train import TrainConfig, train
@@ -178,7 +184,8 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(data=args.data, out=args.out, model=args.backbone or args.arch, classes=args.classes,
                       ferplus=args.ferplus, ferplus_classes=args.ferplus_8, ferplus_weight=args.ferplus_weight,
                       degrade=args.degrade, ema=args.ema, teacher=args.teacher,
-                      teacher_weight=args.teacher_weight, pretrained=args.pretrained, init=args.init,
+                      teacher_weight=args.teacher_weight, fer2013_head=args.fer2013_head,
+                      fer2013_weight=args.fer2013_weight, pretrained=args.pretrained, init=args.init,
                       freeze_epochs=args.freeze_epochs,
                       finetune_lr=args.finetune_lr,
                       train_split=args.train_split, val_split=args.val_split, epochs=args.epochs,

@@ -14,16 +14,16 @@ from moodlens.training.metrics import classification_report
 
 
 def predict_all(model: EmotionModel, faces: np.ndarray, tta: bool = False, batch_size: int = 256,
-                progress: bool = True) -> np.ndarray:
+                progress: bool = True, fer2013_head: bool = False) -> np.ndarray:
     """Probabilities for all faces, in batches, with a progress bar. ``tta`` averages each face
-    with its mirror image."""
+    with its mirror image; ``fer2013_head`` reads a two-head model's FER2013 head."""
     out = []
     for i in tqdm(range(0, len(faces), batch_size), desc="evaluating", unit="batch", disable=not progress,
                   leave=False):
         batch = faces[i:i + batch_size]
-        p = model.predict(batch)
+        p = model.predict(batch, fer2013_head=fer2013_head)
         if tta:
-            p = (p + model.predict(np.ascontiguousarray(batch[:, :, ::-1]))) / 2
+            p = (p + model.predict(np.ascontiguousarray(batch[:, :, ::-1]), fer2013_head=fer2013_head)) / 2
         out.append(p)
     return np.concatenate(out) if out else np.zeros((0, len(model.classes)), np.float32)
 
@@ -41,6 +41,10 @@ def evaluate(data: str | Path, split: str | None = None, model: str | Path | Emo
     a miss, as the paper's benchmark scores it. ``corruptions`` adds ``corruptions``: accuracy
     under each fixed degradation of :data:`moodlens.training.degrade.CORRUPTIONS`, their mean and the
     drop from clean accuracy. ``plot`` writes the confusion matrix as PNG.
+
+    A two-head model is scored on the dataset's own labels (and their corruptions) with its
+    FER2013 head, and against the crowd with the head the product shows; ``head`` says which
+    head gave the main figures.
     """
     model = model if isinstance(model, EmotionModel) else EmotionModel(model)
     data = Path(data)
@@ -48,9 +52,11 @@ def evaluate(data: str | Path, split: str | None = None, model: str | Path | Emo
         split = "PublicTest"
     faces = load_faces(data, split)
     faces, labels = _in_model_classes(faces, model, data)
-    probs = predict_all(model, faces.images, tta, progress=progress)
+    own = model.has_fer2013_head  # the dataset's own labels are FER2013's
+    probs = predict_all(model, faces.images, tta, progress=progress, fer2013_head=own)
     report = classification_report(probs, labels, model.classes)
-    report.update({"data": str(data), "split": split, "model": str(model.path), "tta": tta})
+    report.update({"data": str(data), "split": split, "model": str(model.path), "tta": tta,
+                   "head": "fer2013" if own else "product"})
     if ferplus:
         crowd, crowd_labels = _in_model_classes(load_crowd_majority(data, ferplus, split), model, data)
         hits = predict_all(model, crowd.images, tta, progress=progress).argmax(1) == crowd_labels
@@ -67,7 +73,7 @@ def evaluate(data: str | Path, split: str | None = None, model: str | Path | Emo
     if corruptions:
         scores = {}
         for name in tqdm(CORRUPTIONS, desc="corruptions", disable=not progress, leave=False):
-            p = predict_all(model, corrupt(faces.images, name), tta, progress=False)
+            p = predict_all(model, corrupt(faces.images, name), tta, progress=False, fer2013_head=own)
             scores[name] = {"accuracy": float((p.argmax(1) == labels).mean()), "severity": SEVERITIES[name]}
         mean = float(np.mean([s["accuracy"] for s in scores.values()]))
         report["corruptions"] = {"per_corruption": scores, "mean_accuracy": mean, "drop": report["accuracy"] - mean}
@@ -92,6 +98,8 @@ def _in_model_classes(faces: FaceSet, model: EmotionModel, data: Path) -> tuple[
 def format_extras(report: dict) -> str:
     """The crowd-agreement and corruption lines of a report, for the console."""
     lines = []
+    if report.get("head") == "fer2013":
+        lines.append("the dataset's labels are scored with the model's FER2013 head, the crowd with the head it shows")
     if "crowd" in report:
         c = report["crowd"]
         lines.append(f"agreement with the FER+ crowd majority: {c['accuracy']:.4f} (n={c['n']})")

@@ -13,6 +13,7 @@ from torch import nn
 from moodlens.classify import EmotionModel
 from moodlens.errors import MoodLensError
 from moodlens.preprocess import PreprocessSpec, preprocess
+from moodlens.training.data import load_fer2013
 from moodlens.training.metrics import classification_report
 from moodlens.training.train import load_checkpoint, load_splits
 
@@ -21,15 +22,19 @@ SPEC_KEY = "moodlens.spec"
 
 class CalibratedSoftmax(nn.Module):
     """The trained network followed by temperature-scaled softmax: the ONNX graph outputs
-    calibrated probabilities directly."""
+    calibrated probabilities directly, one output per head (each with its own temperature)."""
 
-    def __init__(self, model: nn.Module, temperature: float):
+    def __init__(self, model: nn.Module, temperature: float, fer2013_temperature: float | None = None):
         super().__init__()
         self.model = model
         self.temperature = temperature
+        self.fer2013_temperature = fer2013_temperature
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(x) / self.temperature, dim=1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if self.fer2013_temperature is None:
+            return torch.softmax(self.model(x) / self.temperature, dim=1)
+        crowd, fer2013 = self.model.both(x)
+        return torch.softmax(crowd / self.temperature, dim=1), torch.softmax(fer2013 / self.fer2013_temperature, dim=1)
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -63,13 +68,16 @@ def export(checkpoint: str | Path, out: str | Path, data: str | None = None, cal
     probs_torch = (logits / temperature).softmax(1).numpy()
     after = classification_report(probs_torch, val_set.labels, spec.classes)
 
+    fer2013 = _fer2013_head(model, cfg, spec, calibrate) if cfg.fer2013_head else None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    wrapped = CalibratedSoftmax(model, temperature).eval()
-    torch.onnx.export(wrapped, x_val[:1], str(out), input_names=["faces"], output_names=["probs"],
-                      dynamic_axes={"faces": {0: "n"}, "probs": {0: "n"}}, opset_version=17, dynamo=False)
+    wrapped = CalibratedSoftmax(model, temperature, fer2013 and fer2013["temperature"]).eval()
+    outputs = ["probs", "probs_fer2013"] if fer2013 else ["probs"]
+    torch.onnx.export(wrapped, x_val[:1], str(out), input_names=["faces"], output_names=outputs,
+                      dynamic_axes={"faces": {0: "n"}, **{o: {0: "n"} for o in outputs}}, opset_version=17, dynamo=False)
     _set_metadata(out, spec, {"temperature": temperature, "trained_on": Path(cfg.data).name,
-                              "val_split": cfg.val_split, "val_accuracy": after["accuracy"]})
+                              "val_split": cfg.val_split, "val_accuracy": after["accuracy"],
+                              **({"fer2013_head": fer2013} if fer2013 else {})})
 
     probs_onnx = EmotionModel(out).predict(val_set.images)
     report = {
@@ -81,11 +89,25 @@ def export(checkpoint: str | Path, out: str | Path, data: str | None = None, cal
         "accuracy_onnx": float((probs_onnx.argmax(1) == val_set.labels).mean()),
         "max_abs_diff_vs_torch": float(np.abs(probs_onnx - probs_torch).max()),
         "size_bytes": out.stat().st_size,
+        **({"fer2013_head": fer2013} if fer2013 else {}),
     }
     if quantize:
         report.update(_quantize(out, spec, train_set.images, val_set.images, val_set.labels))
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _fer2013_head(model: nn.Module, cfg, spec: PreprocessSpec, calibrate: bool) -> dict:
+    """The FER2013 head's temperature and scores, on the validation split's FER2013 labels."""
+    faces = load_fer2013(cfg.data, cfg.val_split)
+    x = torch.from_numpy(preprocess(faces.images, spec))
+    with torch.no_grad():
+        logits = torch.cat([model.both(x[i:i + 512])[1] for i in range(0, len(x), 512)])
+    labels = torch.from_numpy(faces.labels)
+    temperature = fit_temperature(logits, labels) if calibrate else 1.0
+    report = classification_report((logits / temperature).softmax(1).numpy(), faces.labels, spec.classes)
+    return {"output": "probs_fer2013", "temperature": temperature, "accuracy": report["accuracy"],
+            "ece": report["ece"], "n_val": len(faces)}
 
 
 def _stored_path(checkpoint: str | Path, what: str, path: str, option: str) -> str:

@@ -23,10 +23,35 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_model(name: str, num_classes: int = 7, **kwargs) -> nn.Module:
+def create_model(name: str, num_classes: int = 7, fer2013_head: bool = False, **kwargs) -> nn.Module:
+    """The preset ``name``; ``fer2013_head`` adds :class:`TwoHeads`' second head."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
-    return _REGISTRY[name](num_classes=num_classes, **kwargs)
+    model = _REGISTRY[name](num_classes=num_classes, **kwargs)
+    return TwoHeads(model) if fer2013_head else model
+
+
+class TwoHeads(nn.Module):
+    """A network with a second linear head on the same pooled features, for FER2013's own labels.
+
+    FER2013's labels and the FER+ crowd disagree on about a third of the faces, so one readout
+    cannot match both. ``forward`` is the first head, the crowd's reading that the product shows;
+    :meth:`both` adds the FER2013 head, which only the FER2013 benchmark reads. Both heads share
+    every convolution, so the second costs one 7-way linear layer. The parameter names of the
+    network stay as they were (``features``, ``head``), so a one-head checkpoint can start one.
+    """
+
+    def __init__(self, net: nn.Module, fer2013_classes: int = 7):
+        super().__init__()
+        self.features, self.head = net.features, net.head
+        self.fer2013 = nn.Linear(self.head[-1].in_features, fer2013_classes)
+
+    def both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = self.head[:-1](self.features(x))
+        return self.head[-1](pooled), self.fer2013(pooled)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.both(x)[0]
 
 
 def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:

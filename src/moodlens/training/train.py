@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from moodlens.errors import MoodLensError, existing_file
 from moodlens.preprocess import PreprocessSpec, preprocess
-from moodlens.training.data import FaceSet, load_crowd_majority, load_faces
+from moodlens.training.data import FaceSet, load_crowd_majority, load_faces, load_fer2013
 from moodlens.training.degrade import random_degrade
 from moodlens.training.metrics import classification_report, format_report
 from moodlens.training.models import create_model, load_backbone
@@ -49,6 +49,8 @@ class TrainConfig:
     ema: float = 0.0
     teacher: list[str] | None = None
     teacher_weight: float = 0.7
+    fer2013_head: bool = False
+    fer2013_weight: float = 1.0
     pretrained: str | None = None
     init: str | None = None
     freeze_epochs: int = 3
@@ -186,14 +188,28 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> torch.Tens
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, x: torch.Tensor, device: torch.device, bf16: bool,
-                   batch_size: int = 512) -> torch.Tensor:
+                   batch_size: int = 512, head: int = 0) -> torch.Tensor:
+    """Logits of the first head, or with ``head=1`` of a :class:`TwoHeads`' FER2013 head."""
     model.eval()
     out = []
     for i in range(0, len(x), batch_size):
         batch = x[i:i + batch_size].to(device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out.append(model(batch).float().cpu())
+            out.append((model.both(batch)[head] if head else model(batch)).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
+
+
+def fer2013_labels(cfg: TrainConfig, faces: FaceSet, split: str | None) -> np.ndarray:
+    """FER2013's own label of each of ``faces`` (found by CSV row), for the FER2013 head: with
+    FER+ votes a face's label is the crowd's, and faces FER+ drops are missing."""
+    original = load_fer2013(cfg.data, split)
+    return original.labels[np.searchsorted(original.rows, faces.rows)]
+
+
+def check_two_heads(cfg: TrainConfig) -> None:
+    if cfg.fer2013_head and not (cfg.ferplus and cfg.classes is None and str(cfg.data).endswith((".csv", ".csv.gz"))):
+        raise MoodLensError("a FER2013 head beside the crowd's needs a FER2013 CSV, its FER+ votes (--ferplus) "
+                            "and all 7 classes")
 
 
 def load_splits(cfg: TrainConfig) -> tuple[FaceSet, FaceSet]:
@@ -212,6 +228,7 @@ def train(cfg: TrainConfig) -> dict:
     """Train a model; returns the best validation report. Writes into ``cfg.out``:
     ``last.pt``, ``best.pt``, ``config.json``, ``metrics.csv``, ``curves.png``,
     ``confusion.png`` and ``report.json``."""
+    check_two_heads(cfg)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     resumed = _read_checkpoint(cfg.resume, "optimizer", "scheduler", "epoch", "best_acc", "history") if cfg.resume else None
@@ -239,8 +256,12 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.ferplus and cfg.ferplus_weight < 1.0 and cfg.classes is None:
         crowd = load_crowd_majority(cfg.data, cfg.ferplus, cfg.val_split)
         x_crowd = torch.from_numpy(preprocess(crowd.images, spec))
+    if cfg.fer2013_head:  # FER2013's own labels, for the second head and its validation
+        y_fer = torch.from_numpy(fer2013_labels(cfg, train_set, cfg.train_split))
+        fer_val = load_fer2013(cfg.data, cfg.val_split)
+        x_fer = torch.from_numpy(preprocess(fer_val.images, spec))
 
-    model = create_model(cfg.model, num_classes=len(spec.classes))
+    model = create_model(cfg.model, num_classes=len(spec.classes), fer2013_head=cfg.fer2013_head)
     if cfg.pretrained and not cfg.resume:
         try:
             load_backbone(model, cfg.model, cfg.pretrained)
@@ -255,6 +276,9 @@ def train(cfg: TrainConfig) -> dict:
                                                     pct_start=0.15, div_factor=20, final_div_factor=200)
     weights = class_weights(train_set.labels, len(spec.classes), cfg.class_weights)
     weights = None if weights is None else weights.to(device)
+    if cfg.fer2013_head:
+        fer_weights = class_weights(y_fer.numpy(), len(spec.classes), cfg.class_weights)
+        fer_weights = None if fer_weights is None else fer_weights.to(device)
     # The weights that are evaluated, checkpointed and exported: an exponential moving average of
     # the trained ones when --ema is set, which smooths out the noise of the last steps.
     averaged = copy.deepcopy(model) if cfg.ema > 0 else model
@@ -295,8 +319,12 @@ def train(cfg: TrainConfig) -> dict:
             x = augment(x, gen).contiguous(memory_format=torch.channels_last)
             y = y_train[idx].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(x).float()
+                logits, fer_logits = model.both(x) if cfg.fer2013_head else (model(x), None)
+            logits = logits.float()
             loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
+            if fer_logits is not None:
+                loss = loss + cfg.fer2013_weight * F.cross_entropy(
+                    fer_logits.float(), y_fer[idx].to(device), weight=fer_weights, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -317,6 +345,9 @@ def train(cfg: TrainConfig) -> dict:
         if crowd is not None:
             agree = predict_logits(averaged, x_crowd, device, bf16).argmax(1).numpy() == crowd.labels
             row["val_crowd_acc"] = float(agree.mean())
+        if cfg.fer2013_head:
+            hits = predict_logits(averaged, x_fer, device, bf16, head=1).argmax(1).numpy() == fer_val.labels
+            row["val_fer2013_acc"] = float(hits.mean())
         row.update({"lr": scheduler.get_last_lr()[0], "seconds": time.time() - started})
         history.append(row)
         improved = report["accuracy"] > best_acc
@@ -334,6 +365,7 @@ def train(cfg: TrainConfig) -> dict:
             torch.save(state, out / "best.pt")
         _write_metrics(history, out)
         crowd_text = f" crowd {row['val_crowd_acc']:.4f}" if crowd is not None else ""
+        crowd_text += f" fer2013 head {row['val_fer2013_acc']:.4f}" if cfg.fer2013_head else ""
         bar.write(f"epoch {epoch}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
                   f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.4f} F1 {row['val_macro_f1']:.3f}{crowd_text}"
                   f"{' *' if improved else ''} ({row['seconds']:.0f}s)")
@@ -382,7 +414,7 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, PreprocessSpec, 
     state = _read_checkpoint(path)
     cfg = TrainConfig.from_dict(state["config"])
     spec = PreprocessSpec.from_json(state["spec"])
-    model = create_model(cfg.model, num_classes=len(spec.classes))
+    model = create_model(cfg.model, num_classes=len(spec.classes), fer2013_head=cfg.fer2013_head)
     model.load_state_dict(state["model"])
     return model.eval(), spec, cfg
 
@@ -393,7 +425,10 @@ def init_weights(model: torch.nn.Module, spec: PreprocessSpec, preset: str, path
     given a second learning-rate cycle."""
     state = _read_checkpoint(path)
     _same_model(path, state, preset, spec)
-    model.load_state_dict(state["model"])
+    # a one-head checkpoint starts a two-head run: its FER2013 head starts fresh
+    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    if unexpected or any(not k.startswith("fer2013.") for k in missing):
+        raise MoodLensError(f"{path}: its weights do not fit this run's network")
 
 
 def teacher_probs(paths: list[str], faces: FaceSet, device: torch.device, bf16: bool) -> np.ndarray:
