@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = {
     **dict.fromkeys(("errors", "classes", "paths", "weights"), 0),    # shared facts
     **dict.fromkeys(("faces", "preprocess"), 1),                      # the record, the one preprocessing
-    **dict.fromkeys(("sources", "detect", "crop", "classify"), 2),    # one frame's stages
+    **dict.fromkeys(("sources", "detect", "pose", "crop", "classify"), 2),  # one frame's stages
     "track": 3,
     **dict.fromkeys(("recognizer", "gallery"), 4),                    # the pipeline assembled
     **dict.fromkeys(("focus", "aggregate"), 5),                        # per second: attention state, records

@@ -1,4 +1,5 @@
-"""Drawing faces on frames: a box and label per face in its emotion's colour, and score bars.
+"""Drawing faces on frames: a box and label per face in its emotion's colour, score bars, and
+an arrow from the nose showing where the head points.
 
 Labels and score panels are laid out so that none overlaps another or runs off the image: each
 goes to the first free place among a few beside its face, and a label that finds none is
@@ -20,6 +21,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "sad": (200, 110, 30), "surprise": (0, 140, 255), "neutral": (170, 170, 170), "contempt": (140, 140, 0),
 }
 UNKNOWN = (110, 110, 110)
+POSE_COLOR = (255, 255, 0)  # cyan: apart from every emotion's colour
 PANEL_W = 80  # score panel width, pixels
 
 Box = tuple[int, int, int, int]
@@ -57,6 +59,9 @@ def annotate(image: np.ndarray, faces: Sequence[Face], bars: bool = True) -> np.
     for face in faces:
         x, y, w, h = (int(v) for v in face.box)
         cv2.rectangle(out, (x, y), (x + w, y + h), color_of(face.emotion), thick + 1)
+        if face.pose is not None:
+            start, end = direction_cue(face)
+            cv2.arrowedLine(out, start, end, POSE_COLOR, thick + 1, cv2.LINE_AA, tipLength=0.25)
     row = _row(font)
     for kind, i, (x, y, w, h), text in layout(faces, out.shape, bars):
         face = faces[i]
@@ -72,6 +77,18 @@ def annotate(image: np.ndarray, faces: Sequence[Face], bars: bool = True) -> np.
                 cv2.putText(out, name[:3], (x + 2, top + row - 4), cv2.FONT_HERSHEY_SIMPLEX, font * 0.8,
                             (255, 255, 255), 1, cv2.LINE_AA)
     return out
+
+
+def direction_cue(face: Face) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Where the head-pose arrow of a face with a ``pose`` starts (its nose, else its box's centre)
+    and ends: half a box width long for a head turned fully sideways, a dot for a frontal one,
+    pointing where the head points as a viewer of the image sees it."""
+    x, y, w, h = face.box
+    start = face.landmarks[2] if face.landmarks is not None else np.array([x + w / 2, y + h / 2])
+    yaw, pitch = np.radians(face.pose.yaw), np.radians(face.pose.pitch)
+    # A face turning to its own left turns towards the image's right; looking up points up.
+    end = start + 0.5 * w * np.array([np.sin(yaw) * np.cos(pitch), -np.sin(pitch)])
+    return (int(round(start[0])), int(round(start[1]))), (int(round(end[0])), int(round(end[1])))
 
 
 def _font(shape: tuple[int, ...]) -> float:

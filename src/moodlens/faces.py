@@ -1,7 +1,7 @@
 """The one record passed between pipeline stages: the faces found in a frame.
 
-detect fills ``box``/``landmarks``/``detection_score``; classify fills ``scores``/``emotion``;
-track fills ``track_id`` and smooths ``scores``. Every consumer (CLI, storage, web, desktop)
+detect fills ``box``/``landmarks``/``detection_score``; pose fills ``pose`` from the landmarks;
+classify fills ``scores``/``emotion``; track fills ``track_id`` and smooths ``scores`` and ``pose``. Every consumer (CLI, storage, web, desktop)
 reads the same objects.
 """
 
@@ -10,6 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+@dataclass(frozen=True)
+class Pose:
+    """A head's direction in degrees, in the convention of :mod:`moodlens.pose` (yaw > 0 turned
+    to its own left, pitch > 0 up, roll > 0 towards its own left shoulder), and how well the
+    generic face fits its landmarks (0-1)."""
+
+    yaw: float
+    pitch: float
+    roll: float
+    confidence: float
+
+    def to_dict(self) -> dict:
+        return {"yaw": round(self.yaw, 1), "pitch": round(self.pitch, 1), "roll": round(self.roll, 1),
+                "confidence": round(self.confidence, 3)}
+
 
 # Why a face carries no emotion: it is too small to read, or the model is unsure.
 TOO_SMALL = "too_small"
@@ -30,6 +46,7 @@ class Face:
             ``status``).
         status: ``"ok"``, ``"too_small"`` or ``"uncertain"``.
         track_id: a stable id across video frames; None for still images.
+        pose: where the head points (:mod:`moodlens.pose`), or None without usable landmarks.
     """
 
     box: tuple[int, int, int, int]
@@ -39,6 +56,7 @@ class Face:
     emotion: str | None = None
     status: str = "ok"
     track_id: int | None = None
+    pose: Pose | None = None
 
     @property
     def confidence(self) -> float:
@@ -55,6 +73,7 @@ class Face:
             "status": self.status,
             "scores": {k: round(float(v), 4) for k, v in self.scores.items()},
             "track_id": self.track_id,
+            "pose": None if self.pose is None else self.pose.to_dict(),
         }
 
 

@@ -1,4 +1,4 @@
-"""The recognition pipeline: detect -> crop -> classify (one batch per frame) -> track/smooth.
+"""The recognition pipeline: detect -> pose -> crop -> classify (one batch per frame) -> track/smooth.
 
 ``Recognizer.analyze`` reads stills; ``Recognizer.open_stream`` returns a per-video state
 (tracker, flow) for live or recorded video, so several streams never share smoothing buffers.
@@ -16,6 +16,7 @@ from moodlens.classify import EmotionModel
 from moodlens.crop import DEFAULT_SCALE, DEFAULT_SHIFT, crop_faces
 from moodlens.detect import Detector, ScalePlanner, create_detector
 from moodlens.faces import TOO_SMALL, UNCERTAIN, Face, Frame
+from moodlens.pose import estimate_pose
 from moodlens.preprocess import to_grey
 from moodlens.sources import Camera, VideoFile, open_source, read_image
 from moodlens.track import FlowShifter, SceneCut, Tracker
@@ -56,11 +57,14 @@ class Recognizer:
         return self.model.classes
 
     def detect(self, image: np.ndarray, scale: float | None = None) -> list[Face]:
-        """Faces in ``image``, largest first, at most ``max_faces``; ``scale`` is the detector's
-        input scale (None: the detector chooses it from the frame)."""
+        """Faces in ``image``, largest first, at most ``max_faces``, with their head poses;
+        ``scale`` is the detector's input scale (None: the detector chooses it from the frame)."""
         faces = self.detector.detect(image, scale)
         faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
-        return faces[: self.max_faces]
+        faces = faces[: self.max_faces]
+        for face in faces:
+            face.pose = estimate_pose(face.landmarks, image.shape[1])
+        return faces
 
     def classify(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
         """Fill scores and emotion of ``faces`` in place, all faces in one model batch."""
@@ -155,8 +159,9 @@ class FaceStream:
             timings["flow"] = (time.perf_counter() - t0) * 1e3
         self.count += 1
         t1 = time.perf_counter()
-        # Fresh records for this frame: self.faces keeps the raw detections for the next flow step.
-        faces = r.classify(grey, [Face(f.box, f.landmarks, f.detection_score) for f in self.faces])
+        # Fresh records for this frame: self.faces keeps the raw detections for the next flow step
+        # (flow only moves a face, which leaves its pose as it was).
+        faces = r.classify(grey, [Face(f.box, f.landmarks, f.detection_score, pose=f.pose) for f in self.faces])
         t2 = time.perf_counter()
         r.label(self.tracker.update(faces, t))
         timings.update(classify=(t2 - t1) * 1e3, track=(time.perf_counter() - t2) * 1e3)

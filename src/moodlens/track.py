@@ -1,15 +1,15 @@
-"""Tracking for video: stable ids per face, per-track smoothing of the emotion scores, and a
-cheap optical-flow box shift for the frames between detections."""
+"""Tracking for video: stable ids per face, per-track smoothing of the emotion scores and head
+poses, and a cheap optical-flow box shift for the frames between detections."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import cv2
 import numpy as np
 
-from moodlens.faces import Face
+from moodlens.faces import Face, Pose
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -51,6 +51,8 @@ class _Track:
     last_seen: float
     scores: np.ndarray | None = None
     last_scored: float = 0.0
+    pose: np.ndarray | None = None  # yaw, pitch, roll, confidence
+    last_posed: float = 0.0
 
 
 class Tracker:
@@ -63,9 +65,9 @@ class Tracker:
     comes back near where it was, even if it moved meanwhile. Tracks unseen for ``max_age_s``
     are forgotten.
 
-    Scores are smoothed per track with an exponential moving average whose weight depends on
-    the time since the last update (time constant ``smoothing_s``), so the result does not
-    depend on the frame rate.
+    Scores and head poses are smoothed per track with an exponential moving average whose weight
+    depends on the time since the last update (time constant ``smoothing_s``), so the result
+    does not depend on the frame rate.
     """
 
     def __init__(self, classes: tuple[str, ...], iou_threshold: float = 0.3, max_age_s: float = 2.0,
@@ -77,7 +79,7 @@ class Tracker:
         self._next_id = 1
 
     def update(self, faces: list[Face], time: float) -> list[Face]:
-        """Assign ``track_id`` to each face and replace its ``scores`` by the smoothed ones."""
+        """Assign ``track_id`` to each face and replace its ``scores`` and ``pose`` by the smoothed ones."""
         self.tracks = {k: t for k, t in self.tracks.items() if time - t.last_seen <= self.max_age_s}
         assigned: dict[int, int] = {}
         if faces and self.tracks:
@@ -111,22 +113,24 @@ class Tracker:
                 track.box, track.last_seen = face.box, time
             face.track_id = track.id
             if face.scores:
-                self._smooth(track, face, time)
+                track.scores, track.last_scored = self._smooth(track.scores, track.last_scored,
+                                                               np.array([face.scores[c] for c in self.classes]), time)
+                face.scores = dict(zip(self.classes, track.scores.tolist()))
+            if face.pose is not None:
+                track.pose, track.last_posed = self._smooth(track.pose, track.last_posed, np.array(astuple(face.pose)), time)
+                face.pose = Pose(*track.pose.tolist())
         return faces
 
     def reset(self) -> None:
         """Forget every track (a scene cut): the next faces get new ids."""
         self.tracks.clear()
 
-    def _smooth(self, track: _Track, face: Face, time: float) -> None:
-        p = np.array([face.scores[c] for c in self.classes])
-        if track.scores is None:
-            track.scores = p
-        else:
-            keep = math.exp(-max(time - track.last_scored, 0.0) / self.smoothing_s) if self.smoothing_s > 0 else 0.0
-            track.scores = keep * track.scores + (1 - keep) * p
-        track.last_scored = time
-        face.scores = dict(zip(self.classes, track.scores.tolist()))
+    def _smooth(self, average: np.ndarray | None, last: float, value: np.ndarray, time: float) -> tuple[np.ndarray, float]:
+        """A track's running ``average`` (updated at ``last``) moved towards ``value`` seen at ``time``."""
+        if average is None:
+            return value, time
+        keep = math.exp(-max(time - last, 0.0) / self.smoothing_s) if self.smoothing_s > 0 else 0.0
+        return keep * average + (1 - keep) * value, time
 
 
 class SceneCut:
