@@ -7,6 +7,7 @@ chunks, so every engine run takes seconds and a single face crosses every chunk 
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -103,9 +104,12 @@ def test_parquet_and_summary_match_the_csv(local_run):
     out, report = local_run
     key = report.rows[0]["key"]
     table = pq.read_table(out / "timelines" / f"{key}.parquet").to_pylist()
-    csv_rows = (out / "timelines" / f"{key}.csv").read_text().splitlines()[1:]
+    csv_rows = list(csv.DictReader(open(out / "timelines" / f"{key}.csv")))
     assert len(table) == len(csv_rows) and table[0]["track_id"] == 1
-    assert abs(table[0]["neutral"] - float(csv_rows[0].split(",")[-1])) < 1e-4
+    assert abs(table[0]["neutral"] - float(csv_rows[0]["neutral"])) < 1e-4
+    # the head pose and attention state travel with the seconds
+    assert table[0]["attention"] == csv_rows[0]["attention"] in ("facing", "away")
+    assert table[0]["yaw"] is not None and abs(table[0]["yaw"] - float(csv_rows[0]["yaw"])) < 0.05
     summary = pq.read_table(out / "summary.parquet").to_pylist()
     assert [r["video"] for r in summary] == [r["video"] for r in report.rows]
     assert (out / "summary.csv").read_text().splitlines()[0].startswith("video,key,status,error,duration_s")

@@ -1,5 +1,5 @@
-"""From frames to per-second records: what each tracked face felt in each second of a video
-or live session, and how the whole group felt."""
+"""From frames to per-second records: what each tracked face felt and where it looked in each
+second of a video or live session, and how the whole group felt and attended."""
 
 from __future__ import annotations
 
@@ -12,14 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from moodlens.faces import Frame
+from moodlens.faces import NO_FACE, Frame
+from moodlens.focus import Focus, FocusRules
 
 
 @dataclass
 class SecondRecord:
     """One face over one second: mean scores of the frames it was judged in, and the dominant
     emotion (None when it was never judged in that second, e.g. too small); ``attention`` is the
-    participant's attention state that second (:mod:`moodlens.focus`; None where not known)."""
+    participant's attention state that second (:mod:`moodlens.focus`; None where not known);
+    ``yaw``, ``pitch``, ``roll`` the mean head pose in degrees of the frames that had one
+    (:mod:`moodlens.pose`; None when none had)."""
 
     second: int
     track_id: int | None
@@ -27,14 +30,28 @@ class SecondRecord:
     scores: dict[str, float]
     frames: int
     attention: str | None = None
+    yaw: float | None = None
+    pitch: float | None = None
+    roll: float | None = None
 
     def flat(self) -> dict:
         return {"second": self.second, "track_id": self.track_id, "emotion": self.emotion or "",
-                "frames": self.frames, **{k: round(v, 4) for k, v in self.scores.items()}}
+                "frames": self.frames, **{k: round(v, 4) for k, v in self.scores.items()},
+                "attention": self.attention or "", **{k: "" if v is None else v for k, v in self.pose().items()}}
+
+    def pose(self) -> dict[str, float | None]:
+        return {"yaw": self.yaw, "pitch": self.pitch, "roll": self.roll}
+
+
+# The columns of a timeline CSV after the classes' scores.
+POSE_COLUMNS = ("attention", "yaw", "pitch", "roll")
 
 
 class Timeline:
-    """Collects frames and emits a :class:`SecondRecord` per face per whole second.
+    """Collects frames and emits a :class:`SecondRecord` per face per whole second, with each
+    track's attention state stepped once a second by a :class:`~moodlens.focus.Focus` (a second
+    in which a track has no record does not step it: a video's tracks are only known while seen;
+    a live participant's timeline gets a ``no_face`` face for each frame without one).
 
     >>> timeline = Timeline(classes)                 # doctest: +SKIP
     >>> for frame in recognizer.stream("lesson.mp4"):  # doctest: +SKIP
@@ -42,12 +59,16 @@ class Timeline:
     >>> timeline.write("timeline.csv")               # doctest: +SKIP
     """
 
-    def __init__(self, classes: tuple[str, ...]):
+    def __init__(self, classes: tuple[str, ...], focus: FocusRules | None = None):
         self.classes = classes
+        self.focus_rules = focus or FocusRules()
         self.records: list[SecondRecord] = []
         self._second: int | None = None
         self._sums: dict[int | None, np.ndarray] = {}
         self._frames: Counter = Counter()
+        self._present: Counter = Counter()  # frames with a face in view, per track
+        self._poses: dict[int | None, list[tuple[float, float, float]]] = defaultdict(list)
+        self._focus: dict[int | None, Focus] = {}
 
     def add(self, frame: Frame) -> list[SecondRecord]:
         """Add a frame; returns the records of any second that this frame closed."""
@@ -56,6 +77,10 @@ class Timeline:
         self._second = second
         for face in frame.faces:
             self._frames[face.track_id] += 1
+            if face.status != NO_FACE:
+                self._present[face.track_id] += 1
+            if face.pose is not None:
+                self._poses[face.track_id].append((face.pose.yaw, face.pose.pitch, face.pose.roll))
             if face.scores:
                 p = np.array([face.scores[c] for c in self.classes])
                 self._sums[face.track_id] = self._sums.get(face.track_id, 0) + p
@@ -68,15 +93,16 @@ class Timeline:
     def _close(self) -> list[SecondRecord]:
         records = []
         for track_id, frames in sorted(self._frames.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+            poses = self._poses.get(track_id)
+            yaw, pitch, roll = (round(float(v), 1) for v in np.mean(poses, axis=0)) if poses else (None, None, None)
+            focus = self._focus.get(track_id) or self._focus.setdefault(track_id, Focus(self.focus_rules))
+            attention = focus.step(self._present[track_id] > 0, yaw, pitch)
             total = self._sums.get(track_id)
-            if total is None:
-                records.append(SecondRecord(self._second, track_id, None, {}, frames))
-                continue
-            mean = total / total.sum()
-            scores = dict(zip(self.classes, mean.tolist()))
-            records.append(SecondRecord(self._second, track_id, max(scores, key=scores.get), scores, frames))
+            scores = dict(zip(self.classes, (total / total.sum()).tolist())) if total is not None else {}
+            emotion = max(scores, key=scores.get) if scores else None
+            records.append(SecondRecord(self._second, track_id, emotion, scores, frames, attention, yaw, pitch, roll))
         self.records.extend(records)
-        self._sums, self._frames, self._second = {}, Counter(), None
+        self._sums, self._frames, self._present, self._poses, self._second = {}, Counter(), Counter(), defaultdict(list), None
         return records
 
     def write(self, path: str | Path) -> Path:
@@ -93,7 +119,7 @@ def write_records(path: str | Path, records: Iterable[SecondRecord], classes: tu
         path.write_text(json.dumps({"classes": list(classes), "seconds": [asdict(r) for r in records]}, indent=1))
         return path
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["second", "track_id", "emotion", "frames", *classes])
+        writer = csv.DictWriter(f, fieldnames=["second", "track_id", "emotion", "frames", *classes, *POSE_COLUMNS])
         writer.writeheader()
         for r in records:
             writer.writerow(r.flat())

@@ -42,8 +42,8 @@ import numpy as np
 
 from moodlens import focus
 from moodlens.aggregate import NEGATIVE, SecondRecord
+from moodlens.faces import NO_FACE
 
-NO_FACE = "no_face"
 # Flags from the attention state (moodlens.focus), raised without reading any emotion.
 LOOKING_AWAY, NOT_IN_VIEW = "looking_away", "not_in_view"
 # how a flag reads for each reason: "sadder than usual for 40 s"

@@ -27,9 +27,11 @@ class Pose:
                 "confidence": round(self.confidence, 3)}
 
 
-# Why a face carries no emotion: it is too small to read, or the model is unsure.
+# Why a face carries no emotion: it is too small to read, or the model is unsure; a live
+# participant's frame with nobody in it is recorded as a face of status NO_FACE.
 TOO_SMALL = "too_small"
 UNCERTAIN = "uncertain"
+NO_FACE = "no_face"
 
 
 @dataclass
@@ -44,7 +46,8 @@ class Face:
             classified.
         emotion: the most likely class name, or None when the face cannot be judged (see
             ``status``).
-        status: ``"ok"``, ``"too_small"`` or ``"uncertain"``.
+        status: ``"ok"``, ``"too_small"``, ``"uncertain"`` or (a placeholder for a live
+            participant's empty frame) ``"no_face"``.
         track_id: a stable id across video frames; None for still images.
         pose: where the head points (:mod:`moodlens.pose`), or None without usable landmarks.
     """

@@ -38,8 +38,7 @@ def merge_chunks(chunks: list[Chunk], results: list[dict], fps: float) -> tuple[
             if track[0] not in ids:
                 count += 1
                 ids[track[0]] = count
-        records += [SecondRecord(r["second"], ids[r["track_id"]], r["emotion"], r["scores"], r["frames"])
-                    for r in result["records"]]
+        records += [SecondRecord(**{**r, "track_id": ids[r["track_id"]]}) for r in result["records"]]
         previous, previous_ids = result["tracks"], ids
     records.sort(key=lambda r: (r.second, r.track_id))
     return records, count
@@ -66,16 +65,17 @@ def summary_row(video: Video, classes: tuple[str, ...], records: list[SecondReco
 
 def write_timeline(folder: Path, key: str, records: list[SecondRecord], classes: tuple[str, ...]) -> None:
     """``KEY.csv`` (as ``moodlens video --timeline`` writes) and ``KEY.parquet`` (emotion null
-    when no face could be judged, scores unrounded)."""
+    when no face could be judged, pose null when there was none, scores unrounded)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     folder.mkdir(parents=True, exist_ok=True)
     write_records(folder / f"{key}.csv", records, classes)
     schema = pa.schema([("second", pa.int32()), ("track_id", pa.int32()), ("emotion", pa.string()),
-                        ("frames", pa.int32()), *((c, pa.float64()) for c in classes)])
+                        ("frames", pa.int32()), *((c, pa.float64()) for c in classes), ("attention", pa.string()),
+                        *((k, pa.float64()) for k in ("yaw", "pitch", "roll"))])
     rows = [{"second": r.second, "track_id": r.track_id, "emotion": r.emotion, "frames": r.frames,
-             **{c: r.scores.get(c) for c in classes}} for r in records]
+             **{c: r.scores.get(c) for c in classes}, "attention": r.attention, **r.pose()} for r in records]
     pq.write_table(pa.Table.from_pylist(rows, schema), folder / f"{key}.parquet")
 
 
