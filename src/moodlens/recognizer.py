@@ -103,9 +103,11 @@ class Recognizer:
         t2 = time.perf_counter()
         return Frame(faces, index, t, image.shape[:2], {"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3})
 
-    def open_stream(self, detect_every: int = 3, smoothing_s: float = 0.5) -> FaceStream:
-        """Per-video state for :meth:`FaceStream.push`; one per video or live connection."""
-        return FaceStream(self, detect_every, smoothing_s)
+    def open_stream(self, detect_every: int = 3, smoothing_s: float = 0.5, emotions: bool = True) -> FaceStream:
+        """Per-video state for :meth:`FaceStream.push`; one per video or live connection.
+        ``emotions=False`` never runs the emotion model: faces, tracks and head poses only (an
+        attention-only session)."""
+        return FaceStream(self, detect_every, smoothing_s, emotions)
 
     def stream(self, source: str | int | Path | VideoFile | Camera, detect_every: int = 3,
                keep_image: bool = False) -> Iterator[Frame]:
@@ -127,11 +129,12 @@ class Recognizer:
 class FaceStream:
     """Tracking state of one video: runs the detector every ``detect_every`` frames, at the
     scale a :class:`~moodlens.detect.ScalePlanner` picks from where faces were last seen, and
-    moves the last boxes by optical flow in between; every frame is classified and smoothed. After
-    a scene cut it detects at once and starts new tracks."""
+    moves the last boxes by optical flow in between; every frame is classified (unless
+    ``emotions`` is False) and smoothed. After a scene cut it detects at once and starts new tracks."""
 
-    def __init__(self, recognizer: Recognizer, detect_every: int = 3, smoothing_s: float = 0.5):
+    def __init__(self, recognizer: Recognizer, detect_every: int = 3, smoothing_s: float = 0.5, emotions: bool = True):
         self.recognizer = recognizer
+        self.emotions = emotions
         self.detect_every = max(1, detect_every)
         self.tracker = Tracker(recognizer.classes, smoothing_s=smoothing_s)
         self.flow = FlowShifter()
@@ -161,7 +164,9 @@ class FaceStream:
         t1 = time.perf_counter()
         # Fresh records for this frame: self.faces keeps the raw detections for the next flow step
         # (flow only moves a face, which leaves its pose as it was).
-        faces = r.classify(grey, [Face(f.box, f.landmarks, f.detection_score, pose=f.pose) for f in self.faces])
+        faces = [Face(f.box, f.landmarks, f.detection_score, pose=f.pose) for f in self.faces]
+        if self.emotions:
+            r.classify(grey, faces)
         t2 = time.perf_counter()
         r.label(self.tracker.update(faces, t))
         timings.update(classify=(t2 - t1) * 1e3, track=(time.perf_counter() - t2) * 1e3)
