@@ -27,24 +27,15 @@ import numpy as np
 from tqdm import tqdm
 
 from moodlens import Recognizer
-from moodlens.pose import FACE_MODEL, estimate_pose, rotation
+from moodlens.pose import estimate_pose, project
 from moodlens.track import iou
-
-
-def project(yaw: float, pitch: float, roll: float, centre: tuple[float, float], width: int = 640,
-            distance: float = 600.0) -> np.ndarray:
-    """The generic face's five landmarks seen at ``distance`` mm with the given pose, its
-    landmarks' centre at pixel ``centre`` of a frame ``width`` wide (focal length = width)."""
-    points = FACE_MODEL @ rotation(yaw, pitch, roll).T + [0.0, 0.0, distance]
-    uv = points[:, :2] / points[:, 2:] * width
-    return uv - uv.mean(0) + centre
 
 
 def geometry(rng: np.random.Generator, n: int, noise_px: float) -> dict:
     errors = []
     for _ in range(n):
         truth = rng.uniform([-60, -35, -30], [60, 35, 30])
-        marks = project(*truth, centre=rng.uniform([100, 100], [540, 380]), distance=rng.uniform(400, 1200))
+        marks = project(*truth, rng.uniform([100, 100], [540, 380]), 640, rng.uniform(400, 1200))
         pose = estimate_pose(marks + rng.normal(0, noise_px, marks.shape), 640)
         if pose is not None:
             errors.append(np.abs([pose.yaw, pose.pitch, pose.roll] - truth))

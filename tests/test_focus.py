@@ -64,3 +64,27 @@ def test_thresholds_come_from_the_rules():
     rules = FocusRules(max_yaw=60, away_after_s=2, back_after_s=1)
     assert AWAY not in run([TURNED] * 10, rules)
     assert run([(70.0, 0.0)] * 2 + [AHEAD], rules) == [FACING, AWAY, FACING]
+
+
+def test_a_simulated_class_flags_long_look_aways_and_absences_once_and_nothing_brief():
+    """Frames of the generic face at scripted poses, with landmark noise and missed detections,
+    through the real pose estimate, Timeline's Focus and ClassWatch (as scripts/attention_sim.py)."""
+    import numpy as np
+
+    from moodlens.attention import LOOKING_AWAY, NOT_IN_VIEW
+    from moodlens.simulate import Episode, attention_lesson
+
+    notes = [Episode(s, 4, 0.0, -40.0) for s in range(20, 280, 30)]  # a glance at the notes every 30 s
+    students = [
+        [Episode(30, 60, 55.0)],                                      # turned away for a minute
+        notes + [Episode(45, 15, -50.0), Episode(200, 18, 0.0, -45.0)],  # glances and short turns
+        [Episode(100, 80, None)],                                     # out of view for 80 s
+        [Episode(40, 30, None), Episode(150, 30, -55.0)],             # away and gone, but briefly
+        [Episode(120, 60, 0.0, -45.0)],                               # a minute on the phone
+    ]
+    flags = attention_lesson(students, 300, np.random.default_rng(0))
+    assert [(f.reason, f.start) for f in flags[0]] == [(LOOKING_AWAY, 35)]  # the state is away from 5 s in
+    assert flags[0][0].end == pytest.approx(90, abs=2)
+    assert flags[1] == [] and flags[3] == []
+    assert [f.reason for f in flags[2]] == [NOT_IN_VIEW] and flags[2][0].start == 105
+    assert [f.reason for f in flags[4]] == [LOOKING_AWAY]

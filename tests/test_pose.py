@@ -16,14 +16,13 @@ from moodlens import Recognizer
 from moodlens.aggregate import Timeline
 from moodlens.annotate import direction_cue
 from moodlens.faces import NO_FACE, Face, Frame, Pose
-from moodlens.pose import FACE_MODEL, angles, estimate_pose, rotation
+from moodlens.pose import angles, estimate_pose, rotation
+from moodlens.pose import project as project_face
 from moodlens.track import Tracker
 
 
 def project(yaw, pitch, roll, centre=(320.0, 240.0), width=640, distance=600.0):
-    points = FACE_MODEL @ rotation(yaw, pitch, roll).T + [0.0, 0.0, distance]
-    uv = points[:, :2] / points[:, 2:] * width
-    return uv - uv.mean(0) + centre
+    return project_face(yaw, pitch, roll, centre, width, distance)
 
 
 @pytest.mark.parametrize("pose", [(0, 0, 0), (25, 0, 0), (-40, 10, 5), (10, -25, -15), (55, 20, 25), (-60, -30, 0)])

@@ -65,6 +65,16 @@ def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return turn(1, yaw) @ turn(0, -pitch) @ turn(2, roll)
 
 
+def project(yaw: float, pitch: float, roll: float, centre: tuple[float, float], frame_width: int,
+            distance: float = 600.0) -> np.ndarray:
+    """The (5, 2) landmarks of the generic face at ``distance`` mm with this pose, their centre at
+    pixel ``centre`` of a frame ``frame_width`` wide: what a detector would report for it (for
+    the synthetic checks and simulations)."""
+    points = FACE_MODEL @ rotation(yaw, pitch, roll).T + [0.0, 0.0, distance]
+    uv = points[:, :2] / points[:, 2:] * FOCAL_PER_WIDTH * frame_width
+    return uv - uv.mean(0) + np.asarray(centre, float)
+
+
 def angles(rotation: np.ndarray) -> tuple[float, float, float]:
     """Yaw, pitch and roll in degrees of a model-to-camera rotation matrix."""
     forward = rotation @ np.array([0.0, 0.0, -1.0])  # where the face points: towards the camera when frontal

@@ -1,15 +1,22 @@
 """Simulated lessons: what :class:`~moodlens.attention.ClassWatch` flags when calm students and
 students whose faces change are stepped through a lesson second by second, as the live dashboard
 steps real ones. ``scripts/class_odds.py`` draws the faces (FER2013 PublicTest, read through the
-real detector and model) and counts how often a model meets the class signal's bars.
+real detector and model) and counts how often a model meets the class signal's bars;
+:func:`attention_lesson` does the same for heads that turn away or leave the camera
+(``scripts/attention_sim.py``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from moodlens.aggregate import SecondRecord
-from moodlens.attention import ClassWatch, Rules
+from moodlens.aggregate import SecondRecord, Timeline
+from moodlens.attention import ClassWatch, Flag, Rules
+from moodlens.faces import NO_FACE, Face, Frame
+from moodlens.focus import FocusRules
+from moodlens.pose import estimate_pose, project
 
 
 def face_seconds(variants: list[np.ndarray | None], classes: tuple[str, ...]) -> list[dict]:
@@ -52,3 +59,44 @@ def lesson(calm: list, changed: dict[int, list], classes: tuple[str, ...], secon
     caught = [i for i, s in raised.items() if s - change_at <= within]
     return {"caught": len(caught), "calm_flagged": len(calm_flagged), "blinked": len(blinked),
             "delays": [raised[i] - change_at for i in caught]}
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A stretch of a simulated student's lesson: from ``start`` for ``seconds``, the head turned
+    to ``yaw``/``pitch`` degrees, or (``yaw`` None) nobody in view."""
+
+    start: int
+    seconds: int
+    yaw: float | None = 0.0
+    pitch: float = 0.0
+
+
+def attention_lesson(students: list[list[Episode]], seconds: int, rng: np.random.Generator, fps: int = 2,
+                     noise_px: float = 1.5, miss: float = 0.05, rules: Rules | None = None,
+                     focus: FocusRules | None = None) -> list[list[Flag]]:
+    """Step an attention-only class through a lesson, frame by frame as the live path does: each
+    frame's face is the generic face at the episode's pose with ``noise_px`` of landmark noise
+    (eyes about 60 px apart), read by :func:`~moodlens.pose.estimate_pose`; a share ``miss`` of
+    frames has no face (a missed detection, a hand in front); between episodes the student faces
+    the screen with a few degrees of jitter. Returns each student's flags."""
+    watch = ClassWatch((), rules, emotions=False)
+    timelines = [Timeline((), focus) for _ in students]
+    for s in range(seconds):
+        records = {}
+        for i, (episodes, timeline) in enumerate(zip(students, timelines)):
+            now = next((e for e in episodes if e.start <= s < e.start + e.seconds), None)
+            for k in range(fps):
+                yaw, pitch = (0.0, 0.0) if now is None else (now.yaw, now.pitch)
+                if yaw is None or rng.random() < miss:
+                    face = Face((0, 0, 0, 0), status=NO_FACE)
+                else:
+                    marks = project(yaw + rng.normal(0, 4), pitch + rng.normal(0, 4), rng.normal(0, 3), (320, 240), 640)
+                    marks += rng.normal(0, noise_px, marks.shape)
+                    face = Face((280, 190, 80, 100), landmarks=marks, pose=estimate_pose(marks, 640))
+                face.track_id = i
+                for record in timeline.add(Frame([face], time=s + k / fps)):
+                    records[i] = record
+        watch.step(s, records)
+    watch.finish()
+    return [watch.flags(i) for i in range(len(students))]
