@@ -93,8 +93,9 @@ def main() -> None:
     total = {k: sum(r[k] for r in results) for k in ("caught", "missed", "repeated", "false")}
     delays = [d for r in results for d in r["delays"]]
     brief = sum(len(episodes) - len(long) for episodes, long in drawn)
+    spread = {"min": min(delays), "median": float(np.median(delays)), "max": max(delays)} if delays else None
     report = {**total, "long_episodes": sum(len(long) for _, long in drawn), "brief_episodes": brief,
-              "flag_delay_s": {"min": min(delays), "median": float(np.median(delays)), "max": max(delays)} if delays else None}
+              "flag_delay_s": spread}
     print(json.dumps(report))
     sys.exit(0 if total["missed"] == total["repeated"] == total["false"] == 0 else 1)
 

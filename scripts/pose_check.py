@@ -40,9 +40,9 @@ def geometry(rng: np.random.Generator, n: int, noise_px: float) -> dict:
         if pose is not None:
             errors.append(np.abs([pose.yaw, pose.pitch, pose.roll] - truth))
     errors = np.array(errors)
-    return {"noise_px": noise_px, "faces": n, "posed": len(errors),
-            "mean_abs_error_deg": dict(zip(("yaw", "pitch", "roll"), np.round(errors.mean(0), 2).tolist())),
-            "p90_abs_error_deg": dict(zip(("yaw", "pitch", "roll"), np.round(np.percentile(errors, 90, axis=0), 2).tolist()))}
+    named = lambda values: dict(zip(("yaw", "pitch", "roll"), np.round(values, 2).tolist()))  # noqa: E731
+    return {"noise_px": noise_px, "faces": n, "posed": len(errors), "mean_abs_error_deg": named(errors.mean(0)),
+            "p90_abs_error_deg": named(np.percentile(errors, 90, axis=0))}
 
 
 def fer_canvases(csv: Path, split: str, n: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -117,7 +117,8 @@ def real_faces(recognizer: Recognizer, images: list[np.ndarray], angles: tuple[f
                 turned = cv2.warpAffine(image, m, (width, height), borderMode=cv2.BORDER_REPLICATE)
                 other = same_face(recognizer, turned, turned_box(face.box, m))
                 if other is not None and other.pose is not None:
-                    turn.append([angle, other.pose.roll - face.pose.roll + angle, off_axis(other.pose) - off_axis(face.pose)])
+                    turn.append([angle, other.pose.roll - face.pose.roll + angle,
+                                 off_axis(other.pose) - off_axis(face.pose)])
     mirror, turn = np.abs(np.array(mirror)), np.array(turn)
     return {
         "faces": faces, "posed": posed,
@@ -162,7 +163,8 @@ def main() -> None:
     result = {
         "geometry": [geometry(rng, 2000, noise) for noise in (0.0, 1.0, 2.0)],
         "photos": real_faces(recognizer, photos, (-30, -15, 15, 30)),
-        "fer2013_publictest": real_faces(recognizer, fer_canvases(args.fer2013, "PublicTest", args.faces, rng), (-30, -15, 15, 30)),
+        "fer2013_publictest": real_faces(recognizer, fer_canvases(args.fer2013, "PublicTest", args.faces, rng),
+                                         (-30, -15, 15, 30)),
         "cost_one_face_640x480": cost(recognizer, photos[0]),
     }
     text = json.dumps(result, indent=2)

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from conftest import MEDIA
-
 from moodlens import Recognizer
 from moodlens.aggregate import Timeline
 from moodlens.annotate import direction_cue
@@ -48,7 +47,8 @@ def test_sign_conventions_in_the_image():
     turned = project(30, 0, 0)
     assert turned[2, 0] > turned[:2, 0].mean()
     # tilted up: the nose tip comes closer to the eyes' line than in a frontal view
-    assert project(0, 20, 0)[2, 1] - project(0, 20, 0)[:2, 1].mean() < project(0, 0, 0)[2, 1] - project(0, 0, 0)[:2, 1].mean()
+    drop = lambda marks: marks[2, 1] - marks[:2, 1].mean()  # noqa: E731
+    assert drop(project(0, 20, 0)) < drop(project(0, 0, 0))
     # leaning towards its own left shoulder: clockwise in the image, the image-right eye drops
     leaning = project(0, 0, 20)
     assert leaning[1, 1] > leaning[0, 1]

@@ -102,7 +102,8 @@ class Timeline:
             emotion = max(scores, key=scores.get) if scores else None
             records.append(SecondRecord(self._second, track_id, emotion, scores, frames, attention, yaw, pitch, roll))
         self.records.extend(records)
-        self._sums, self._frames, self._present, self._poses, self._second = {}, Counter(), Counter(), defaultdict(list), None
+        self._sums, self._frames, self._present, self._second = {}, Counter(), Counter(), None
+        self._poses = defaultdict(list)
         return records
 
     def write(self, path: str | Path) -> Path:

@@ -1,8 +1,8 @@
 """The one record passed between pipeline stages: the faces found in a frame.
 
 detect fills ``box``/``landmarks``/``detection_score``; pose fills ``pose`` from the landmarks;
-classify fills ``scores``/``emotion``; track fills ``track_id`` and smooths ``scores`` and ``pose``. Every consumer (CLI, storage, web, desktop)
-reads the same objects.
+classify fills ``scores``/``emotion``; track fills ``track_id`` and smooths ``scores`` and
+``pose``. Every consumer (CLI, storage, web, desktop) reads the same objects.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 
 @dataclass(frozen=True)
 class Pose:
