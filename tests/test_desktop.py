@@ -21,6 +21,7 @@ from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication, QFileDialog  # noqa: E402
 
+from moodlens.aggregate import POSE_COLUMNS  # noqa: E402
 from moodlens.annotate import COLORS, color_of  # noqa: E402
 from moodlens.desktop import app as desktop_app  # noqa: E402
 from moodlens.desktop.widgets import MoodChart  # noqa: E402
@@ -176,7 +177,7 @@ def test_recorded_csv_has_a_row_per_face_per_second(qapp, window, video, tmp_pat
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
         header = rows and list(rows[0])
-    assert header == ["second", "track_id", "emotion", "frames", *window.classes]
+    assert header == ["second", "track_id", "emotion", "frames", *window.classes, *POSE_COLUMNS]
     assert len(rows) == 2 * SECONDS
     assert sorted((int(r["second"]), int(r["track_id"])) for r in rows) == [
         (s, t) for s in range(SECONDS) for t in (1, 2)]
@@ -184,6 +185,7 @@ def test_recorded_csv_has_a_row_per_face_per_second(qapp, window, video, tmp_pat
         assert int(r["frames"]) == FPS
         assert r["emotion"] in window.classes
         assert sum(float(r[c]) for c in window.classes) == pytest.approx(1.0, abs=1e-3)
+        assert r["attention"] == "facing"  # both photos look into the camera, never 5 s away
 
 
 def test_stop_recording_writes_where_asked(qapp, window, video, tmp_path):
