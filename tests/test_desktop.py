@@ -22,7 +22,7 @@ from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication, QFileDialog  # noqa: E402
 
 from moodlens.aggregate import POSE_COLUMNS  # noqa: E402
-from moodlens.annotate import COLORS, color_of  # noqa: E402
+from moodlens.annotate import COLORS, POSE_COLOR, color_of  # noqa: E402
 from moodlens.desktop import app as desktop_app  # noqa: E402
 from moodlens.desktop.widgets import MoodChart  # noqa: E402
 from moodlens.desktop.window import MainWindow  # noqa: E402
@@ -140,7 +140,7 @@ def test_video_shows_tracked_faces_labels_and_bars(qapp, window, video):
     more = [colour_pixels(shown, COLORS[c]) - colour_pixels(raw, COLORS[c]) for c in window.classes]
     assert sum(m > 20 for m in more) >= 5, more
     assert window.faces_panel.faces == faces
-    assert [s for s, _ in window.chart.history] == list(range(SECONDS))
+    assert [s for s, _, _ in window.chart.history] == list(range(SECONDS))
     assert "2 faces" in window.status.text()
 
 
@@ -298,10 +298,66 @@ def test_chart_keeps_the_last_window_and_leaves_gaps(qapp):
     chart.resize(500, 160)
     for second in range(25):
         chart.add(second, None if second in (20, 21) else [0.2, 0.5, 0.3])
-    assert [s for s, _ in chart.history] == list(range(15, 25))
+    assert [s for s, _, _ in chart.history] == list(range(15, 25))
     assert [[s for s, _ in run] for run in chart._runs(15)] == [list(range(15, 20)), [22, 23, 24]]
     image = as_array(chart.grab().toImage())
     assert colour_pixels(image, COLORS["happy"], tolerance=2) > 500
+
+
+SCRIPT_CLASSES = ("angry", "happy", "neutral")
+SCRIPT_FPS, SCRIPT_SECONDS = 4, 14
+
+
+def scripted_pose(track: int, second: int) -> tuple[float, float] | None:
+    """(yaw, pitch) of a scripted track in a second, None when it is out of view. Track 1 faces
+    the screen; track 2 turns 50 degrees aside from second 2 to 8; track 3 looks down at its desk
+    from the start and leaves after second 7; in the last two seconds nobody is there."""
+    if second >= 12:
+        return None
+    if track == 1:
+        return 20.0, 0.0
+    if track == 2:
+        return (50.0, 0.0) if 2 <= second <= 8 else (-15.0, 0.0)
+    return (0.0, -40.0) if second <= 7 else None
+
+
+# With FocusRules' defaults (away after 5 off-screen seconds, back after 2 facing ones): track 3
+# is away from second 4, track 2 from second 6 to 9, and track 3 is gone from second 8; the empty
+# seconds 12 and 13 leave no records.
+SCRIPTED_FACING = [1, 1, 1, 1, 2 / 3, 2 / 3, 1 / 3, 1 / 3, 1 / 2, 1 / 2, 1, 1]
+
+
+def attention_rows(chart: MoodChart, image: np.ndarray, second: int) -> list[int]:
+    """The rows of the chart image where the attention line crosses the middle of a second."""
+    ratio = image.shape[1] / chart.width()
+    middle = chart.point(second + 0.5, 0)
+    column = image[:, int(middle.x() * ratio)]
+    return [y for y in range(image.shape[0]) if np.array_equal(column[y], POSE_COLOR)]
+
+
+def test_chart_draws_the_facing_share_as_a_line_at_its_height(qapp):
+    chart = MoodChart(SCRIPT_CLASSES, window_s=60)
+    chart.resize(600, 200)
+    for second, share in enumerate(SCRIPTED_FACING):
+        chart.add(second, [0.1, 0.7, 0.2], share)
+    chart.add(len(SCRIPTED_FACING), [0.1, 0.7, 0.2], None)  # a second with no known attention: no line
+    image = as_array(chart.grab().toImage())
+    ratio = image.shape[1] / chart.width()
+    for second, share in enumerate(SCRIPTED_FACING):
+        rows = attention_rows(chart, image, second)
+        assert rows, second
+        assert abs(np.mean(rows) / ratio - chart.point(second, share).y()) <= 2, (second, share, rows)
+    assert attention_rows(chart, image, len(SCRIPTED_FACING)) == []
+    # The legend names the line; without shares there is no line, only the legend's sample.
+    plain = MoodChart(SCRIPT_CLASSES, window_s=60)
+    plain.resize(600, 200)
+    for second in range(12):
+        plain.add(second, [0.1, 0.7, 0.2])
+    plot = plain.plot_rect()
+    inside = as_array(plain.grab().toImage())[int(plot.top() * ratio):int(plot.bottom() * ratio),
+                                              int(plot.left() * ratio):int(plot.right() * ratio)]
+    assert colour_pixels(inside, POSE_COLOR) == 0
+    assert colour_pixels(image, POSE_COLOR) > colour_pixels(as_array(plain.grab().toImage()), POSE_COLOR) + 100
 
 
 def test_main_bad_source_prints_one_line_and_returns_2(qapp, capsys, tmp_path):
