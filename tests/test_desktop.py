@@ -22,10 +22,12 @@ from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication, QFileDialog  # noqa: E402
 
 from moodlens.aggregate import POSE_COLUMNS  # noqa: E402
-from moodlens.annotate import COLORS, POSE_COLOR, color_of  # noqa: E402
+from moodlens.annotate import COLORS, POSE_COLOR, color_of, direction_cue  # noqa: E402
 from moodlens.desktop import app as desktop_app  # noqa: E402
 from moodlens.desktop.widgets import MoodChart  # noqa: E402
 from moodlens.desktop.window import MainWindow  # noqa: E402
+from moodlens.desktop.worker import Shot  # noqa: E402
+from moodlens.faces import Face, Frame, Pose  # noqa: E402
 from moodlens.recognizer import Recognizer  # noqa: E402
 from moodlens.sources import Camera, SourceError  # noqa: E402
 from test_engine import model_with_shipped_metadata  # noqa: E402
@@ -141,7 +143,14 @@ def test_video_shows_tracked_faces_labels_and_bars(qapp, window, video):
     assert sum(m > 20 for m in more) >= 5, more
     assert window.faces_panel.faces == faces
     assert [s for s, _, _ in window.chart.history] == list(range(SECONDS))
-    assert "2 faces" in window.status.text()
+    assert "2 faces" in window.status.text() and "2 of 2 facing" in window.status.text()
+    # Each head's direction arrow (annotate's cue, in its own colour) starts at its nose.
+    assert colour_pixels(raw, POSE_COLOR, tolerance=8) == 0
+    for face in faces:
+        assert face.pose is not None
+        (x0, y0), (x1, y1) = direction_cue(face)
+        near = shown[min(y0, y1) - 3:max(y0, y1) + 4, min(x0, x1) - 3:max(x0, x1) + 4]
+        assert colour_pixels(near, POSE_COLOR) >= 5
 
 
 def test_recognition_runs_off_the_gui_thread(qapp, window, video, monkeypatch):
@@ -325,6 +334,83 @@ def scripted_pose(track: int, second: int) -> tuple[float, float] | None:
 # is away from second 4, track 2 from second 6 to 9, and track 3 is gone from second 8; the empty
 # seconds 12 and 13 leave no records.
 SCRIPTED_FACING = [1, 1, 1, 1, 2 / 3, 2 / 3, 1 / 3, 1 / 3, 1 / 2, 1 / 2, 1, 1]
+
+
+class ScriptedRecognizer:
+    """Stands in for the Recognizer: faces with known head poses at fixed places, whatever the frame shows."""
+
+    classes = SCRIPT_CLASSES
+
+    def open_stream(self, detect_every: int = 3):
+        return self
+
+    def push(self, image: np.ndarray, t: float, index: int) -> Frame:
+        faces = []
+        for track in (1, 2, 3):
+            pose = scripted_pose(track, int(t))
+            if pose is not None:
+                faces.append(Face((20 + 100 * (track - 1), 60, 80, 100), scores={"angry": 0.1, "happy": 0.7,
+                                  "neutral": 0.2}, emotion="happy", track_id=track, pose=Pose(*pose, 0.0, 0.9)))
+        return Frame(faces, index, t, image.shape[:2])
+
+
+@pytest.fixture(scope="module")
+def blank_video(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("video") / "blank.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), SCRIPT_FPS, (320, 240))
+    assert writer.isOpened()
+    for _ in range(SCRIPT_FPS * SCRIPT_SECONDS):
+        writer.write(np.full((240, 320, 3), 90, np.uint8))
+    writer.release()
+    return path
+
+
+def test_chart_and_status_follow_who_is_facing(qapp, blank_video, tmp_path):
+    w = MainWindow(ScriptedRecognizer(), output_dir=tmp_path, realtime=False)
+    w.resize(1100, 760)
+    w.show()
+    try:
+        statuses: dict[int, set[str]] = {}
+        shots: dict[int, Shot] = {}
+
+        def seen(shot: Shot) -> None:
+            statuses.setdefault(int(shot.frame.time), set()).add(w.status.text())
+            shots[int(shot.frame.time)] = shot
+
+        w.open_source(str(blank_video))
+        w.worker.shot.connect(seen)  # after the window's own slot, so it sees the status that frame left
+        assert wait_until(qapp, lambda: finished(w)), w.status.text()
+        assert w.shots == SCRIPT_FPS * SCRIPT_SECONDS
+
+        by_second: dict[int, list[str]] = {}
+        for r in w.timeline.records:
+            by_second.setdefault(r.second, []).append(r.attention)
+        shares = [by_second[s].count("facing") / len(by_second[s]) for s in sorted(by_second)]
+        assert shares == pytest.approx(SCRIPTED_FACING)
+        assert [s for s, _, _ in w.chart.history] == list(range(len(SCRIPTED_FACING)))
+        assert [share for _, _, share in w.chart.history] == pytest.approx(SCRIPTED_FACING)
+
+        # Each frame's status counts the faces facing in the second before it, none after an empty one.
+        for second in (0, 13):
+            assert not any("facing" in text for text in statuses.get(second, ())), statuses.get(second)
+        for second in range(1, 13):
+            facing = round(SCRIPTED_FACING[second - 1] * len(by_second[second - 1]))
+            expected = f"{facing} of {len(by_second[second - 1])} facing"
+            assert all(expected in text for text in statuses.get(second, ())), (second, statuses.get(second))
+        assert all(statuses.get(s) for s in (7, 9, 13))  # frames were seen there
+        assert "0 faces" in w.status.text() and "facing" not in w.status.text()
+
+        # The image shown has every face's direction arrow where direction_cue puts it.
+        shot = shots[11]
+        shown = as_array(shot.image)
+        assert len(shot.frame.faces) == 2
+        for face in shot.frame.faces:
+            (x0, y0), (x1, y1) = direction_cue(face)
+            assert abs(x1 - x0) > 8  # the scripted heads are turned, so the arrows have length
+            middle = shown[(y0 + y1) // 2 - 1:(y0 + y1) // 2 + 2, (x0 + x1) // 2 - 1:(x0 + x1) // 2 + 2]
+            assert colour_pixels(middle, POSE_COLOR) > 0, (face.track_id, (x0, y0), (x1, y1))
+    finally:
+        w.close()
 
 
 def attention_rows(chart: MoodChart, image: np.ndarray, second: int) -> list[int]:
