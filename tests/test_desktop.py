@@ -21,10 +21,13 @@ from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication, QFileDialog  # noqa: E402
 
-from moodlens.annotate import COLORS, color_of  # noqa: E402
+from moodlens.aggregate import POSE_COLUMNS  # noqa: E402
+from moodlens.annotate import COLORS, POSE_COLOR, color_of, direction_cue  # noqa: E402
 from moodlens.desktop import app as desktop_app  # noqa: E402
 from moodlens.desktop.widgets import MoodChart  # noqa: E402
 from moodlens.desktop.window import MainWindow  # noqa: E402
+from moodlens.desktop.worker import Shot  # noqa: E402
+from moodlens.faces import Face, Frame, Pose  # noqa: E402
 from moodlens.recognizer import Recognizer  # noqa: E402
 from moodlens.sources import Camera, SourceError  # noqa: E402
 from test_engine import model_with_shipped_metadata  # noqa: E402
@@ -139,8 +142,15 @@ def test_video_shows_tracked_faces_labels_and_bars(qapp, window, video):
     more = [colour_pixels(shown, COLORS[c]) - colour_pixels(raw, COLORS[c]) for c in window.classes]
     assert sum(m > 20 for m in more) >= 5, more
     assert window.faces_panel.faces == faces
-    assert [s for s, _ in window.chart.history] == list(range(SECONDS))
-    assert "2 faces" in window.status.text()
+    assert [s for s, _, _ in window.chart.history] == list(range(SECONDS))
+    assert "2 faces" in window.status.text() and "2 of 2 facing" in window.status.text()
+    # Each head's direction arrow (annotate's cue, in its own colour) starts at its nose.
+    assert colour_pixels(raw, POSE_COLOR, tolerance=8) == 0
+    for face in faces:
+        assert face.pose is not None
+        (x0, y0), (x1, y1) = direction_cue(face)
+        near = shown[min(y0, y1) - 3:max(y0, y1) + 4, min(x0, x1) - 3:max(x0, x1) + 4]
+        assert colour_pixels(near, POSE_COLOR) >= 5
 
 
 def test_recognition_runs_off_the_gui_thread(qapp, window, video, monkeypatch):
@@ -176,7 +186,7 @@ def test_recorded_csv_has_a_row_per_face_per_second(qapp, window, video, tmp_pat
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
         header = rows and list(rows[0])
-    assert header == ["second", "track_id", "emotion", "frames", *window.classes]
+    assert header == ["second", "track_id", "emotion", "frames", *window.classes, *POSE_COLUMNS]
     assert len(rows) == 2 * SECONDS
     assert sorted((int(r["second"]), int(r["track_id"])) for r in rows) == [
         (s, t) for s in range(SECONDS) for t in (1, 2)]
@@ -184,6 +194,7 @@ def test_recorded_csv_has_a_row_per_face_per_second(qapp, window, video, tmp_pat
         assert int(r["frames"]) == FPS
         assert r["emotion"] in window.classes
         assert sum(float(r[c]) for c in window.classes) == pytest.approx(1.0, abs=1e-3)
+        assert r["attention"] == "facing"  # both photos look into the camera, never 5 s away
 
 
 def test_stop_recording_writes_where_asked(qapp, window, video, tmp_path):
@@ -296,10 +307,143 @@ def test_chart_keeps_the_last_window_and_leaves_gaps(qapp):
     chart.resize(500, 160)
     for second in range(25):
         chart.add(second, None if second in (20, 21) else [0.2, 0.5, 0.3])
-    assert [s for s, _ in chart.history] == list(range(15, 25))
+    assert [s for s, _, _ in chart.history] == list(range(15, 25))
     assert [[s for s, _ in run] for run in chart._runs(15)] == [list(range(15, 20)), [22, 23, 24]]
     image = as_array(chart.grab().toImage())
     assert colour_pixels(image, COLORS["happy"], tolerance=2) > 500
+
+
+SCRIPT_CLASSES = ("angry", "happy", "neutral")
+SCRIPT_FPS, SCRIPT_SECONDS = 4, 14
+
+
+def scripted_pose(track: int, second: int) -> tuple[float, float] | None:
+    """(yaw, pitch) of a scripted track in a second, None when it is out of view. Track 1 faces
+    the screen; track 2 turns 50 degrees aside from second 2 to 8; track 3 looks down at its desk
+    from the start and leaves after second 7; in the last two seconds nobody is there."""
+    if second >= 12:
+        return None
+    if track == 1:
+        return 20.0, 0.0
+    if track == 2:
+        return (50.0, 0.0) if 2 <= second <= 8 else (-15.0, 0.0)
+    return (0.0, -40.0) if second <= 7 else None
+
+
+# With FocusRules' defaults (away after 5 off-screen seconds, back after 2 facing ones): track 3
+# is away from second 4, track 2 from second 6 to 9, and track 3 is gone from second 8; the empty
+# seconds 12 and 13 leave no records.
+SCRIPTED_FACING = [1, 1, 1, 1, 2 / 3, 2 / 3, 1 / 3, 1 / 3, 1 / 2, 1 / 2, 1, 1]
+
+
+class ScriptedRecognizer:
+    """Stands in for the Recognizer: faces with known head poses at fixed places, whatever the frame shows."""
+
+    classes = SCRIPT_CLASSES
+
+    def open_stream(self, detect_every: int = 3):
+        return self
+
+    def push(self, image: np.ndarray, t: float, index: int) -> Frame:
+        faces = []
+        for track in (1, 2, 3):
+            pose = scripted_pose(track, int(t))
+            if pose is not None:
+                faces.append(Face((20 + 100 * (track - 1), 60, 80, 100), scores={"angry": 0.1, "happy": 0.7,
+                                  "neutral": 0.2}, emotion="happy", track_id=track, pose=Pose(*pose, 0.0, 0.9)))
+        return Frame(faces, index, t, image.shape[:2])
+
+
+@pytest.fixture(scope="module")
+def blank_video(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("video") / "blank.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), SCRIPT_FPS, (320, 240))
+    assert writer.isOpened()
+    for _ in range(SCRIPT_FPS * SCRIPT_SECONDS):
+        writer.write(np.full((240, 320, 3), 90, np.uint8))
+    writer.release()
+    return path
+
+
+def test_chart_and_status_follow_who_is_facing(qapp, blank_video, tmp_path):
+    w = MainWindow(ScriptedRecognizer(), output_dir=tmp_path, realtime=False)
+    w.resize(1100, 760)
+    w.show()
+    try:
+        statuses: dict[int, set[str]] = {}
+        shots: dict[int, Shot] = {}
+
+        def seen(shot: Shot) -> None:
+            statuses.setdefault(int(shot.frame.time), set()).add(w.status.text())
+            shots[int(shot.frame.time)] = shot
+
+        w.open_source(str(blank_video))
+        w.worker.shot.connect(seen)  # after the window's own slot, so it sees the status that frame left
+        assert wait_until(qapp, lambda: finished(w)), w.status.text()
+        assert w.shots == SCRIPT_FPS * SCRIPT_SECONDS
+
+        by_second: dict[int, list[str]] = {}
+        for r in w.timeline.records:
+            by_second.setdefault(r.second, []).append(r.attention)
+        shares = [by_second[s].count("facing") / len(by_second[s]) for s in sorted(by_second)]
+        assert shares == pytest.approx(SCRIPTED_FACING)
+        assert [s for s, _, _ in w.chart.history] == list(range(len(SCRIPTED_FACING)))
+        assert [share for _, _, share in w.chart.history] == pytest.approx(SCRIPTED_FACING)
+
+        # Each frame's status counts the faces facing in the second before it, none after an empty one.
+        for second in (0, 13):
+            assert not any("facing" in text for text in statuses.get(second, ())), statuses.get(second)
+        for second in range(1, 13):
+            facing = round(SCRIPTED_FACING[second - 1] * len(by_second[second - 1]))
+            expected = f"{facing} of {len(by_second[second - 1])} facing"
+            assert all(expected in text for text in statuses.get(second, ())), (second, statuses.get(second))
+        assert all(statuses.get(s) for s in (7, 9, 13))  # frames were seen there
+        assert "0 faces" in w.status.text() and "facing" not in w.status.text()
+
+        # The image shown has every face's direction arrow where direction_cue puts it.
+        shot = shots[11]
+        shown = as_array(shot.image)
+        assert len(shot.frame.faces) == 2
+        for face in shot.frame.faces:
+            (x0, y0), (x1, y1) = direction_cue(face)
+            assert abs(x1 - x0) > 8  # the scripted heads are turned, so the arrows have length
+            middle = shown[(y0 + y1) // 2 - 1:(y0 + y1) // 2 + 2, (x0 + x1) // 2 - 1:(x0 + x1) // 2 + 2]
+            assert colour_pixels(middle, POSE_COLOR) > 0, (face.track_id, (x0, y0), (x1, y1))
+    finally:
+        w.close()
+
+
+def attention_rows(chart: MoodChart, image: np.ndarray, second: int) -> list[int]:
+    """The rows of the chart image where the attention line crosses the middle of a second."""
+    ratio = image.shape[1] / chart.width()
+    middle = chart.point(second + 0.5, 0)
+    column = image[:, int(middle.x() * ratio)]
+    return [y for y in range(image.shape[0]) if np.array_equal(column[y], POSE_COLOR)]
+
+
+def test_chart_draws_the_facing_share_as_a_line_at_its_height(qapp):
+    chart = MoodChart(SCRIPT_CLASSES, window_s=60)
+    chart.resize(600, 200)
+    for second, share in enumerate(SCRIPTED_FACING):
+        chart.add(second, [0.1, 0.7, 0.2], share)
+    chart.add(len(SCRIPTED_FACING), [0.1, 0.7, 0.2], None)  # a second with no known attention: no line
+    image = as_array(chart.grab().toImage())
+    ratio = image.shape[1] / chart.width()
+    for second, share in enumerate(SCRIPTED_FACING):
+        rows = attention_rows(chart, image, second)
+        assert rows, second
+        assert abs(np.mean(rows) / ratio - chart.point(second, share).y()) <= 2, (second, share, rows)
+    assert attention_rows(chart, image, len(SCRIPTED_FACING)) == []
+    # The legend names the line; without shares there is no line, only the legend's sample.
+    plain = MoodChart(SCRIPT_CLASSES, window_s=60)
+    plain.resize(600, 200)
+    for second in range(12):
+        plain.add(second, [0.1, 0.7, 0.2])
+    plot = plain.plot_rect()
+    inside = as_array(plain.grab().toImage())[int(plot.top() * ratio):int(plot.bottom() * ratio),
+                                              int(plot.left() * ratio):int(plot.right() * ratio)]
+    assert colour_pixels(inside, POSE_COLOR) == 0
+    assert colour_pixels(image, POSE_COLOR) > colour_pixels(as_array(plain.grab().toImage()), POSE_COLOR) + 100
 
 
 def test_main_bad_source_prints_one_line_and_returns_2(qapp, capsys, tmp_path):

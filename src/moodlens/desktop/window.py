@@ -1,5 +1,6 @@
-"""The main window: choose a camera or a video file, watch it annotated, follow the emotion mix,
-pause, take snapshots and record the per-second timeline to CSV."""
+"""The main window: choose a camera or a video file, watch it annotated (with where each head
+points), follow the emotion mix and how many faces are facing, pause, take snapshots and record
+the per-second timeline to CSV."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
 from moodlens.aggregate import SecondRecord, Timeline
 from moodlens.desktop.widgets import FacesPanel, MoodChart, VideoView
 from moodlens.desktop.worker import RecognitionWorker, Shot, Source, SourceInfo
+from moodlens.focus import FACING
 from moodlens.recognizer import Recognizer
 from moodlens.sources import Camera, VideoFile
 
@@ -36,6 +38,12 @@ def mix_of(records: list[SecondRecord], classes: tuple[str, ...]) -> np.ndarray 
     """Mean scores of the faces judged in one second (None when no face was judged)."""
     judged = [[r.scores[c] for c in classes] for r in records if r.scores]
     return np.mean(judged, axis=0) if judged else None
+
+
+def facing_of(records: list[SecondRecord]) -> tuple[int, int]:
+    """How many of one second's faces were facing, and of how many whose attention is known."""
+    known = [r.attention for r in records if r.attention is not None]
+    return sum(a == FACING for a in known), len(known)
 
 
 class MainWindow(QMainWindow):
@@ -63,6 +71,7 @@ class MainWindow(QMainWindow):
         self.last: Shot | None = None
         self.shots = 0
         self.timeline = Timeline(self.classes)  # this source's seconds, for the chart
+        self.facing: tuple[int, int, int] | None = None  # (second, facing, faces) of the newest second with faces
         self.recording: Timeline | None = None
         self.saved: list[Path] = []
         self.setWindowTitle("MoodLens")
@@ -167,7 +176,7 @@ class MainWindow(QMainWindow):
         self.chart.clear()
         self.faces_panel.set_faces([])
         self.video.set_image(None)
-        self.last, self.shots, self.info = None, 0, None
+        self.last, self.shots, self.info, self.facing = None, 0, None, None
         name = source.path.name if isinstance(source, VideoFile) else "camera" if isinstance(source, Camera) else source
         self.video.placeholder = f"Opening {name}…"
         self.status.setText(f"Opening {name}…")
@@ -237,14 +246,22 @@ class MainWindow(QMainWindow):
         for r in records:
             by_second.setdefault(r.second, []).append(r)
         for second, rows in sorted(by_second.items()):
-            self.chart.add(second, mix_of(rows, self.classes))
+            facing, known = facing_of(rows)
+            self.chart.add(second, mix_of(rows, self.classes), facing / known if known else None)
+            if known:
+                self.facing = second, facing, known
 
     def _update_status(self, note: str | None = None) -> None:
         if self.last is None:
             return
         frame = self.last.frame
         parts = [self.info.name if self.info else "", f"{int(frame.time) // 60}:{frame.time % 60:04.1f}",
-                 f"{len(frame.faces)} face{'s' if len(frame.faces) != 1 else ''}", f"{self.last.fps:.1f} frames/s"]
+                 f"{len(frame.faces)} face{'s' if len(frame.faces) != 1 else ''}"]
+        # Attention is decided per whole second (a glance away is not "away"): the one just closed,
+        # unless it had no faces (it left no records, so self.facing is older).
+        if self.facing is not None and self.facing[0] >= int(frame.time) - 1:
+            parts.append(f"{self.facing[1]} of {self.facing[2]} facing")
+        parts.append(f"{self.last.fps:.1f} frames/s")
         if self.last.dropped:
             parts.append(f"{self.last.dropped} skipped")
         if self.recording is not None:

@@ -46,7 +46,7 @@ class Shot:
 
     Attributes:
         frame: the faces (tracked, smoothed, labelled), frame index and source time.
-        annotated: the BGR frame with boxes, labels and score bars drawn.
+        annotated: the BGR frame with boxes, labels, score bars and head-direction arrows drawn.
         image: the same as a QImage, ready to paint.
         fps: frames processed per second over the last second or so.
         dropped: frames skipped so far to keep up with the source.
