@@ -231,54 +231,24 @@ def train(cfg: TrainConfig) -> dict:
     check_two_heads(cfg)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
-    resumed = _read_checkpoint(cfg.resume, "optimizer", "scheduler", "epoch", "best_acc", "history") if cfg.resume else None
-    if resumed and resumed["config"]["epochs"] != cfg.epochs:
-        raise MoodLensError(f"{cfg.resume}: was planned for {resumed['config']['epochs']} epochs; resume with "
-                            "the same --epochs (the learning-rate schedule depends on it)")
-    out = Path(cfg.out)
-    kept = [name for name in ("best.pt", "last.pt") if (out / name).exists()]
-    if kept and not resumed:  # a new run would overwrite a trained one's checkpoints
-        raise MoodLensError(f"{out}: already holds a trained run ({', '.join(kept)}); continue it with "
-                            f"--resume {out / 'last.pt'}, or give another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    out, resumed = _open_run(cfg)
     bf16 = cfg.bf16 and bf16_supported(device)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
 
     train_set, val_set = load_splits(cfg)
     spec = PreprocessSpec(classes=train_set.classes)
-    x_val = torch.from_numpy(preprocess(val_set.images, spec))
     y_train = torch.from_numpy(train_set.soft if train_set.soft is not None else train_set.labels)
     if cfg.teacher:
         y_train = distillation_targets(cfg, train_set, out, device, bf16)
-    y_val = val_set.labels
-    # Agreement with people (FER+ crowd majority) is followed each epoch when blending votes.
-    crowd = None
-    if cfg.ferplus and cfg.ferplus_weight < 1.0 and cfg.classes is None:
-        crowd = load_crowd_majority(cfg.data, cfg.ferplus, cfg.val_split)
-        x_crowd = torch.from_numpy(preprocess(crowd.images, spec))
-    if cfg.fer2013_head:  # FER2013's own labels, for the second head and its validation
-        y_fer = torch.from_numpy(fer2013_labels(cfg, train_set, cfg.train_split))
-        fer_val = load_fer2013(cfg.data, cfg.val_split)
-        x_fer = torch.from_numpy(preprocess(fer_val.images, spec))
+    validation = Validation(cfg, val_set, spec, device, bf16)
+    y_fer = torch.from_numpy(fer2013_labels(cfg, train_set, cfg.train_split)) if cfg.fer2013_head else None
 
-    model = create_model(cfg.model, num_classes=len(spec.classes), fer2013_head=cfg.fer2013_head)
-    if cfg.pretrained and not cfg.resume:
-        try:
-            load_backbone(model, cfg.model, cfg.pretrained)
-        except ValueError as e:
-            raise MoodLensError(str(e)) from None
-    if cfg.init and not cfg.resume:
-        init_weights(model, spec, cfg.model, cfg.init)
-    model = model.to(device).to(memory_format=torch.channels_last)
+    model = _new_model(cfg, spec, device)
     optimizer, peaks = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, peaks, total_steps=cfg.epochs * steps_per_epoch,
                                                     pct_start=0.15, div_factor=20, final_div_factor=200)
-    weights = class_weights(train_set.labels, len(spec.classes), cfg.class_weights)
-    weights = None if weights is None else weights.to(device)
-    if cfg.fer2013_head:
-        fer_weights = class_weights(y_fer.numpy(), len(spec.classes), cfg.class_weights)
-        fer_weights = None if fer_weights is None else fer_weights.to(device)
+    loss_of = _loss(cfg, train_set, y_train, y_fer, len(spec.classes), device)
     # The weights that are evaluated, checkpointed and exported: an exponential moving average of
     # the trained ones when --ema is set, which smooths out the noise of the last steps.
     averaged = copy.deepcopy(model) if cfg.ema > 0 else model
@@ -306,49 +276,35 @@ def train(cfg: TrainConfig) -> dict:
         model.train()
         if cfg.pretrained:
             freeze_backbone(model, epoch <= cfg.freeze_epochs)
-        order = torch.randperm(len(train_set), generator=gen)
-        seen, loss_sum, correct = 0, 0.0, 0
         started = time.time()
         # The whole epoch is degraded at once, in parallel, rather than batch by batch.
+        order = torch.randperm(len(train_set), generator=gen)
         epoch_faces = train_set.images[order.numpy()]
         if cfg.degrade > 0:
             epoch_faces = random_degrade(epoch_faces, rng, cfg.degrade, workers=torch.get_num_threads())
+        seen, loss_sum, correct = 0, 0.0, 0
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
             x = torch.from_numpy(preprocess(epoch_faces[i:i + cfg.batch_size], spec)).to(device)
             x = augment(x, gen).contiguous(memory_format=torch.channels_last)
-            y = y_train[idx].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits, fer_logits = model.both(x) if cfg.fer2013_head else (model(x), None)
-            logits = logits.float()
-            loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
-            if fer_logits is not None:
-                loss = loss + cfg.fer2013_weight * F.cross_entropy(
-                    fer_logits.float(), y_fer[idx].to(device), weight=fer_weights, label_smoothing=cfg.label_smoothing)
+                outputs = model.both(x) if cfg.fer2013_head else (model(x), None)
+            loss, hits = loss_of(outputs, idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             if averaged is not model:
                 update_ema(averaged, model, cfg.ema, scheduler.last_epoch)
-            hard = y.argmax(1) if y.ndim == 2 else y
             seen += len(idx)
             loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(1) == hard).sum().item()
+            correct += hits
             bar.update()
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", best=f"{max(best_acc, 0):.3f}")
 
-        probs = predict_logits(averaged, x_val, device, bf16).softmax(1).numpy()
-        report = classification_report(probs, y_val, spec.classes)
-        row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-               "val_loss": report["nll"], "val_acc": report["accuracy"], "val_macro_f1": report["macro_f1"]}
-        if crowd is not None:
-            agree = predict_logits(averaged, x_crowd, device, bf16).argmax(1).numpy() == crowd.labels
-            row["val_crowd_acc"] = float(agree.mean())
-        if cfg.fer2013_head:
-            hits = predict_logits(averaged, x_fer, device, bf16, head=1).argmax(1).numpy() == fer_val.labels
-            row["val_fer2013_acc"] = float(hits.mean())
-        row.update({"lr": scheduler.get_last_lr()[0], "seconds": time.time() - started})
+        report, scores = validation.score(averaged)
+        row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen, **scores,
+               "lr": scheduler.get_last_lr()[0], "seconds": time.time() - started}
         history.append(row)
         improved = report["accuracy"] > best_acc
         if improved:
@@ -364,8 +320,8 @@ def train(cfg: TrainConfig) -> dict:
         if improved:
             torch.save(state, out / "best.pt")
         _write_metrics(history, out)
-        crowd_text = f" crowd {row['val_crowd_acc']:.4f}" if crowd is not None else ""
-        crowd_text += f" fer2013 head {row['val_fer2013_acc']:.4f}" if cfg.fer2013_head else ""
+        crowd_text = f" crowd {row['val_crowd_acc']:.4f}" if "val_crowd_acc" in row else ""
+        crowd_text += f" fer2013 head {row['val_fer2013_acc']:.4f}" if "val_fer2013_acc" in row else ""
         bar.write(f"epoch {epoch}: train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
                   f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.4f} F1 {row['val_macro_f1']:.3f}{crowd_text}"
                   f"{' *' if improved else ''} ({row['seconds']:.0f}s)")
@@ -376,14 +332,97 @@ def train(cfg: TrainConfig) -> dict:
 
     best = torch.load(out / "best.pt", map_location=device, weights_only=False)
     averaged.load_state_dict(best["model"])
-    probs = predict_logits(averaged, x_val, device, bf16).softmax(1).numpy()
-    report = classification_report(probs, y_val, spec.classes)
+    report, _ = validation.score(averaged)
     report["epoch"] = best["epoch"]
     (out / "report.json").write_text(json.dumps(report, indent=2))
     plot_confusion(report["confusion"], spec.classes, out / "confusion.png",
                    f"{cfg.val_split}: accuracy {report['accuracy']:.3f} (epoch {best['epoch']})")
     print(format_report(report))
     return report
+
+
+def _new_model(cfg: TrainConfig, spec: PreprocessSpec, device: torch.device) -> torch.nn.Module:
+    """The network to train, on ``device``: fresh, or started from --pretrained or --init
+    weights (a resumed run loads its own afterwards)."""
+    model = create_model(cfg.model, num_classes=len(spec.classes), fer2013_head=cfg.fer2013_head)
+    if cfg.pretrained and not cfg.resume:
+        try:
+            load_backbone(model, cfg.model, cfg.pretrained)
+        except ValueError as e:
+            raise MoodLensError(str(e)) from None
+    if cfg.init and not cfg.resume:
+        init_weights(model, spec, cfg.model, cfg.init)
+    return model.to(device).to(memory_format=torch.channels_last)
+
+
+def _open_run(cfg: TrainConfig) -> tuple[Path, dict | None]:
+    """The run folder, made, and the checkpoint state being resumed (None for a new run)."""
+    resumed = _read_checkpoint(cfg.resume, "optimizer", "scheduler", "epoch", "best_acc", "history") if cfg.resume else None
+    if resumed and resumed["config"]["epochs"] != cfg.epochs:
+        raise MoodLensError(f"{cfg.resume}: was planned for {resumed['config']['epochs']} epochs; resume with "
+                            "the same --epochs (the learning-rate schedule depends on it)")
+    out = Path(cfg.out)
+    kept = [name for name in ("best.pt", "last.pt") if (out / name).exists()]
+    if kept and not resumed:  # a new run would overwrite a trained one's checkpoints
+        raise MoodLensError(f"{out}: already holds a trained run ({', '.join(kept)}); continue it with "
+                            f"--resume {out / 'last.pt'}, or give another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return out, resumed
+
+
+def _loss(cfg: TrainConfig, train_set: FaceSet, y_train: torch.Tensor, y_fer: torch.Tensor | None,
+          num_classes: int, device: torch.device) -> Callable:
+    """``loss_of((logits, fer_logits), idx) -> (loss, hits)`` for a batch of training faces
+    ``idx``: the weighted cross-entropy of the first head (plus the FER2013 head's, if any) and
+    how many of the first head's top classes match the targets'."""
+    def weights_for(labels: np.ndarray) -> torch.Tensor | None:
+        w = class_weights(labels, num_classes, cfg.class_weights)
+        return None if w is None else w.to(device)
+
+    weights = weights_for(train_set.labels)
+    fer_weights = weights_for(y_fer.numpy()) if y_fer is not None else None
+
+    def loss_of(outputs: tuple, idx: torch.Tensor) -> tuple[torch.Tensor, int]:
+        logits, fer_logits = outputs
+        logits, y = logits.float(), y_train[idx].to(device)
+        loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
+        if fer_logits is not None:
+            loss = loss + cfg.fer2013_weight * F.cross_entropy(
+                fer_logits.float(), y_fer[idx].to(device), weight=fer_weights, label_smoothing=cfg.label_smoothing)
+        hard = y.argmax(1) if y.ndim == 2 else y
+        return loss, int((logits.argmax(1) == hard).sum().item())
+
+    return loss_of
+
+
+class Validation:
+    """The validation faces, preprocessed once, and what each epoch reports on them: the
+    validation split's accuracy, loss and F1; agreement with the crowd's majority when votes are
+    only blended into the targets; and the FER2013 head's accuracy on FER2013's own labels."""
+
+    def __init__(self, cfg: TrainConfig, val_set: FaceSet, spec: PreprocessSpec, device: torch.device, bf16: bool):
+        self.classes, self.device, self.bf16 = spec.classes, device, bf16
+        self.x, self.labels = torch.from_numpy(preprocess(val_set.images, spec)), val_set.labels
+        self.crowd = self.fer = None
+        if cfg.ferplus and cfg.ferplus_weight < 1.0 and cfg.classes is None:
+            self.crowd = load_crowd_majority(cfg.data, cfg.ferplus, cfg.val_split)
+            self.x_crowd = torch.from_numpy(preprocess(self.crowd.images, spec))
+        if cfg.fer2013_head:
+            self.fer = load_fer2013(cfg.data, cfg.val_split)
+            self.x_fer = torch.from_numpy(preprocess(self.fer.images, spec))
+
+    def score(self, model: torch.nn.Module) -> tuple[dict, dict]:
+        """The classification report on the validation split, and the epoch's ``val_*`` figures."""
+        probs = predict_logits(model, self.x, self.device, self.bf16).softmax(1).numpy()
+        report = classification_report(probs, self.labels, self.classes)
+        row = {"val_loss": report["nll"], "val_acc": report["accuracy"], "val_macro_f1": report["macro_f1"]}
+        if self.crowd is not None:
+            agree = predict_logits(model, self.x_crowd, self.device, self.bf16).argmax(1).numpy() == self.crowd.labels
+            row["val_crowd_acc"] = float(agree.mean())
+        if self.fer is not None:
+            hits = predict_logits(model, self.x_fer, self.device, self.bf16, head=1).argmax(1).numpy() == self.fer.labels
+            row["val_fer2013_acc"] = float(hits.mean())
+        return report, row
 
 
 def _read_checkpoint(path: str | Path, *keys: str) -> dict:
