@@ -13,7 +13,7 @@ import pytest
 
 from conftest import MEDIA
 from moodlens import EmotionModel, Face, ModelError, Recognizer
-from moodlens.aggregate import Timeline
+from moodlens.aggregate import POSE_COLUMNS, Timeline
 from moodlens.annotate import annotate, describe, layout
 from moodlens.classify import default_model_path
 from moodlens.crop import crop_faces
@@ -179,7 +179,7 @@ def test_stream_over_video_keeps_one_track(tmp_path, recognizer):
     assert [r.frames for r in timeline.records] == [10, 10, 5] and all(r.track_id == 1 for r in timeline.records)
     path = timeline.write(tmp_path / "t.csv")
     lines = path.read_text().splitlines()
-    assert lines[0] == "second,track_id,emotion,frames," + ",".join(CLASSES) and len(lines) == 4
+    assert lines[0] == ",".join(["second", "track_id", "emotion", "frames", *CLASSES, *POSE_COLUMNS]) and len(lines) == 4
 
 
 def test_separate_streams_do_not_share_state(recognizer):

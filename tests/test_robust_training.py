@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import FER_CSV, FERPLUS_CSV, write_csv
+from moodlens.classes import FER2013_CLASSES
 from moodlens.classify import default_model_path
 from moodlens.cli import main
 from moodlens.errors import MoodLensError
@@ -181,6 +182,35 @@ def test_distillation_targets_blend_the_teachers_into_the_labels(tmp_path):
     cfg.teacher = [str(default_model_path())]  # an exported model teaches only the classes it knows
     with pytest.raises(MoodLensError, match="the teacher knows angry,disgust"):
         distillation_targets(cfg, faces, tmp_path, torch.device("cpu"), False)
+
+
+def test_class_weights_do_not_pull_soft_teacher_targets_toward_rare_classes():
+    # 90 happy faces and 10 disgust faces; the teacher says 0.9 happy and spreads the rest.
+    from moodlens.training.data import FaceSet
+    from moodlens.training.train import TrainConfig, _loss
+
+    labels = np.array([3] * 90 + [1] * 10)
+    targets = torch.full((100, 7), 0.1 / 6)
+    targets[torch.arange(100), torch.from_numpy(labels)] = 0.9
+    faces = FaceSet(np.zeros((100, 48, 48), np.uint8), labels, FER2013_CLASSES)
+    cfg = TrainConfig(data="x", teacher=["t.npz"], class_weights="sqrt", label_smoothing=0.0)
+    loss_of = _loss(cfg, faces, targets, None, 7, torch.device("cpu"))
+    happy = torch.arange(90)
+    # A student that says exactly what the teacher says is at the loss's minimum: weighting by
+    # class must not make "disgust" on a happy face cheaper than the teacher's 1.7 %.
+    logits = targets[happy].log().clone().requires_grad_(True)
+    loss, hits = loss_of((logits, None), happy)
+    loss.backward()
+    assert hits == 90 and logits.grad.abs().max() < 1e-6
+    # The rare class still counts more, face by face: the same error on one happy and one disgust
+    # face pulls harder on the disgust face.
+    wrong = torch.zeros(2, 7)
+    wrong[:, 0] = 5.0
+    wrong.requires_grad_(True)
+    loss, _ = loss_of((wrong, None), torch.tensor([0, 95]))
+    loss.backward()
+    pull = wrong.grad.abs().sum(1)
+    assert pull[1] > 1.5 * pull[0]
 
 
 def test_the_shipped_onnx_model_can_teach_its_successor(tmp_path):
