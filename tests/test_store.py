@@ -27,7 +27,7 @@ pytest.importorskip("alembic")
 
 from alembic.script import ScriptDirectory  # noqa: E402
 
-from moodlens.aggregate import SecondRecord  # noqa: E402
+from moodlens.aggregate import POSE_COLUMNS, SecondRecord  # noqa: E402
 from moodlens.classes import FER2013_CLASSES  # noqa: E402
 from moodlens.store import Store, StoreError, database_url, hash_token, migrate, schema  # noqa: E402
 
@@ -119,8 +119,9 @@ def store(db_url):
 
 
 def _records(participant_id: int, seconds: range, emotion: str = "happy") -> list[SecondRecord]:
+    """Facing the camera, the head turned a little (a pose each second of its own)."""
     scores = {c: (0.7 if c == emotion else 0.05) for c in FER2013_CLASSES}
-    return [SecondRecord(s, participant_id, emotion, scores, 2) for s in seconds]
+    return [SecondRecord(s, participant_id, emotion, scores, 2, "facing", 12.5 + s, -3.0, 1.25) for s in seconds]
 
 
 @pytest.mark.parametrize("given, expected", [
@@ -213,6 +214,9 @@ def _todays_database(url: str, version: int = 3) -> None:
     engine.dispose()
 
 
+_HAPPY_SCORES = json.dumps({c: 0.7 if c == "happy" else 0.05 for c in FER2013_CLASSES})
+
+
 def _fill(conn, version: int) -> None:
     privacy = ", privacy" if version >= 2 else ""
     insert = f"INSERT INTO sessions (code, title, kind, classes, started_at, ended_at{privacy}) VALUES "
@@ -224,9 +228,8 @@ def _fill(conn, version: int) -> None:
     for name, token in (("Ana", "secret-ana"), ("Ben", "secret-ben")):
         conn.execute(sa.text("INSERT INTO participants (session_id, name, source, joined_at, token_hash) "
                              "VALUES (1, :name, 'student', 101.0, :hash)"), {"name": name, "hash": hash_token(token)})
-    scores = json.dumps({c: 0.7 if c == "happy" else 0.05 for c in FER2013_CLASSES})
     conn.execute(sa.text("INSERT INTO seconds VALUES (:pid, :s, 1, :e, 2, :scores)"),
-                 [{"pid": pid, "s": s, "e": "happy" if s % 2 else None, "scores": scores}
+                 [{"pid": pid, "s": s, "e": "happy" if s % 2 else None, "scores": _HAPPY_SCORES}
                   for pid in (1, 2) for s in range(20)])
     conn.execute(sa.text(f"INSERT INTO settings VALUES ('teacher_token', 'abc'), ('login:x', '{'%'}')"))
     if version >= 3:
@@ -350,6 +353,39 @@ def test_a_version_1_database_gets_privacy_and_acknowledgements(db_url):
     s.close()
 
 
+def _revision_3_database(url: str, made_by: str) -> None:
+    """A database at revision 0003 with a class in it: the old runner's DDL, or Alembic's."""
+    if made_by == "the old runner":
+        _todays_database(url, version=3)
+        return
+    from alembic import command
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(migrate.config(conn), "0003")
+        _fill(conn, 3)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("made_by", ["alembic", "the old runner"])
+def test_revision_4_adds_attention_and_the_emotions_choice_keeping_every_row(db_url, made_by):
+    _revision_3_database(db_url, made_by)
+    before = {t: v for t, v in _contents(db_url).items() if t not in ("schema_migrations", "alembic_version")}
+    s = Store(db_url)
+    assert s.version == HEAD >= 4 and _no_differences(s) == []
+    after = _contents(db_url)
+    assert _as_before(after, before) == before
+    columns, rows = after["seconds"]
+    assert set(POSE_COLUMNS) <= set(columns) and len(rows) == 40
+    assert {tuple(row[columns.index(c)] for c in POSE_COLUMNS) for row in rows} == {(None, None, None, None)}
+    # the sessions go on inferring emotions, as they did before it was a choice
+    assert [(row["id"], row["emotions"]) for row in s.list_sessions()] == [(1, True), (2, True)]
+    assert s.seconds(1)[1] == SecondRecord(0, 2, None, json.loads(_HAPPY_SCORES), 2)
+    s.add_seconds(1, [SecondRecord(20, 1, "happy", {"happy": 1.0}, 2, "away", 41.5, -4.0, 2.25)])
+    assert s.seconds(1, 1)[-1] == SecondRecord(20, 1, "happy", {"happy": 1.0}, 2, "away", 41.5, -4.0, 2.25)
+    s.close()
+
+
 BROKEN = """
 op.add_column("sessions", sa.Column("half_done", sa.Text))
 op.execute("DELETE FROM seconds")
@@ -453,6 +489,17 @@ def test_privacy_is_one_of_the_modes(store):
         store.create_session("Bad", FER2013_CLASSES, privacy="everyone")
 
 
+def test_attention_only_is_a_choice_of_the_session(store):
+    usual = store.create_session("Usual", FER2013_CLASSES)
+    only = store.create_session("Attention only", FER2013_CLASSES, emotions=False)
+    assert usual.emotions and not only.emotions
+    assert store.get_session(only.id) == only and store.session_by_code(usual.code).emotions is True
+    listed = {s["id"]: s for s in store.list_sessions()}
+    assert listed[usual.id]["emotions"] is True and listed[usual.id]["classes"] == list(FER2013_CLASSES)
+    assert listed[only.id]["emotions"] is False and "classes" not in listed[only.id]
+    assert only.to_dict() == {k: v for k, v in listed[only.id].items() if k not in ("participants", "seconds")}
+
+
 # --- sessions, participants, seconds ---------------------------------------------------------
 
 def test_sessions_participants_and_seconds(store):
@@ -492,11 +539,29 @@ def test_renaming_reports_whether_there_was_such_a_participant(store):
 def test_a_second_stored_twice_keeps_the_fuller_one(store):
     session = store.create_session("s", FER2013_CLASSES)
     pid = store.add_participant(session.id, "Ana", "student").id
-    store.add_seconds(session.id, [SecondRecord(3, pid, "happy", {"happy": 1.0}, 2)])
-    store.add_seconds(session.id, [SecondRecord(3, pid, "sad", {"sad": 1.0}, 1)])  # a reconnect's sliver
-    assert [(r.emotion, r.frames) for r in store.seconds(session.id)] == [("happy", 2)]
-    store.add_seconds(session.id, [SecondRecord(3, pid, "fear", {"fear": 1.0}, 4)])
-    assert [(r.emotion, r.frames) for r in store.seconds(session.id)] == [("fear", 4)]
+    fuller = SecondRecord(3, pid, "happy", {"happy": 1.0}, 2, "facing", 5.0, -2.5, 1.0)
+    store.add_seconds(session.id, [fuller])
+    store.add_seconds(session.id, [SecondRecord(3, pid, "sad", {"sad": 1.0}, 1, "away", 60.0, 1.0, 0.0)])  # a sliver
+    assert store.seconds(session.id) == [fuller]
+    fullest = SecondRecord(3, pid, None, {}, 4, "no_face")
+    store.add_seconds(session.id, [fullest])
+    assert store.seconds(session.id) == [fullest]
+
+
+def test_attention_only_sessions_keep_no_emotion_whatever_the_records_carry(store):
+    usual = store.create_session("Usual", FER2013_CLASSES)
+    only = store.create_session("Attention only", FER2013_CLASSES, emotions=False)
+    for session in (usual, only):
+        pid = store.add_participant(session.id, "Ana", "student").id
+        assert store.add_seconds(session.id, _records(pid, range(2))) == 2
+        store.add_seconds(session.id, [SecondRecord(1, pid, "sad", {"sad": 1.0}, 3, "away", 40.0, 0.5, 0.0)])  # fuller
+    with store.engine.connect() as conn:
+        kept = conn.execute(sa.text("SELECT emotion, scores FROM seconds WHERE session_id = :s"), {"s": only.id}).all()
+    assert [tuple(row) for row in kept] == [(None, "{}"), (None, "{}")]
+    pid = store.participants(only.id)[0].id
+    assert store.seconds(only.id) == [SecondRecord(0, pid, None, {}, 2, "facing", 12.5, -3.0, 1.25),
+                                      SecondRecord(1, pid, None, {}, 3, "away", 40.0, 0.5, 0.0)]
+    assert [r.emotion for r in store.seconds(usual.id)] == ["happy", "sad"]  # only that session's choice
 
 
 def test_records_without_emotion_are_kept(store):

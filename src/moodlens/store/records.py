@@ -16,7 +16,12 @@ PRIVACY_MODES = (PER_STUDENT, CLASS_ONLY)
 
 @dataclass
 class Session:
-    """A class session, or a video upload's analysis; ``ended_at`` is None while it is open."""
+    """A class session, or a video upload's analysis; ``ended_at`` is None while it is open.
+
+    ``emotions`` False makes it attention-only: no emotion is stored for it (the store drops any
+    it is given), and :meth:`to_dict` leaves the emotion classes out. ``classes`` stays, as the
+    model's, for the code that builds its timelines.
+    """
 
     id: int
     code: str
@@ -26,6 +31,7 @@ class Session:
     started_at: float
     ended_at: float | None = None
     privacy: str = PER_STUDENT
+    emotions: bool = True
 
     @property
     def open(self) -> bool:
@@ -36,12 +42,15 @@ class Session:
         return datetime.fromtimestamp(self.started_at + second).astimezone().isoformat(timespec="seconds")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "classes": list(self.classes), "open": self.open}
+        out = {**asdict(self), "classes": list(self.classes), "open": self.open}
+        if not self.emotions:
+            del out["classes"]
+        return out
 
     @classmethod
     def from_row(cls, row) -> Session:
         return cls(row.id, row.code, row.title, row.kind, tuple(json.loads(row.classes)), row.started_at, row.ended_at,
-                   row.privacy)
+                   row.privacy, row.emotions)
 
 
 @dataclass

@@ -29,6 +29,7 @@ sessions = sa.Table(
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("ended_at", sa.Float, nullable=True),
     sa.Column("privacy", sa.String(16), nullable=False, server_default=PER_STUDENT),
+    sa.Column("emotions", sa.Boolean, nullable=False, server_default=sa.true()),  # False: attention only
 )
 
 participants = sa.Table(
@@ -49,6 +50,10 @@ seconds = sa.Table(
     sa.Column("emotion", sa.String(16), nullable=True),
     sa.Column("frames", sa.Integer, nullable=False),
     sa.Column("scores", sa.Text, nullable=False),  # JSON: class -> mean score
+    sa.Column("attention", sa.String(16), nullable=True),  # a moodlens.focus state
+    sa.Column("yaw", sa.Float, nullable=True),  # the head pose, degrees
+    sa.Column("pitch", sa.Float, nullable=True),
+    sa.Column("roll", sa.Float, nullable=True),
     sa.Index("ix_seconds_session_second", "session_id", "second"),
 )
 

@@ -1,4 +1,5 @@
-"""Per-second records: a participant's mean scores and dominant emotion for one second."""
+"""Per-second records: a participant's mean scores, dominant emotion, attention state and head
+pose for one second."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from moodlens.aggregate import SecondRecord
-from moodlens.store.schema import seconds
+from moodlens.aggregate import POSE_COLUMNS, SecondRecord
+from moodlens.store.schema import seconds, sessions
+
+_STORED = ("emotion", "frames", "scores", *POSE_COLUMNS)  # what a second written again replaces
 
 
 def _keep_the_fuller(insert) -> sa.Executable:
@@ -19,11 +22,27 @@ def _keep_the_fuller(insert) -> sa.Executable:
     stmt = insert(seconds)
     return stmt.on_conflict_do_update(
         index_elements=[seconds.c.participant_id, seconds.c.second],
-        set_={k: stmt.excluded[k] for k in ("emotion", "frames", "scores")},
+        set_={k: stmt.excluded[k] for k in _STORED},
         where=seconds.c.frames < stmt.excluded.frames)
 
 
 _UPSERT = {"sqlite": _keep_the_fuller(sqlite.insert), "postgresql": _keep_the_fuller(postgresql.insert)}
+
+
+def _keeps_emotions(conn: Connection, session_id: int) -> bool:
+    # a missing session keeps them: the insert then fails on its foreign key, as it always did
+    return conn.execute(sa.select(sessions.c.emotions).where(sessions.c.id == session_id)).scalar() is not False
+
+
+def _angle(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _row(session_id: int, r: SecondRecord, emotions: bool) -> dict:
+    scores = {k: round(float(v), 4) for k, v in r.scores.items()} if emotions else {}
+    return {"session_id": session_id, "participant_id": r.track_id, "second": int(r.second),
+            "emotion": r.emotion if emotions else None, "frames": int(r.frames), "scores": json.dumps(scores),
+            "attention": r.attention, **{k: _angle(v) for k, v in r.pose().items()}}
 
 
 class SecondsPart:
@@ -33,15 +52,18 @@ class SecondsPart:
 
     def add_seconds(self, session_id: int, records: Iterable[SecondRecord]) -> int:
         """Store records whose ``track_id`` is a participant id of the session. A second stored
-        twice for a participant (a reconnect within the second) keeps the one with more frames."""
-        rows = [{"session_id": session_id, "participant_id": r.track_id, "second": int(r.second),
-                 "emotion": r.emotion, "frames": int(r.frames),
-                 "scores": json.dumps({k: round(float(v), 4) for k, v in r.scores.items()})}
-                for r in records if r.track_id is not None]
-        if rows:
+        twice for a participant (a reconnect within the second) keeps the one with more frames.
+        An attention-only session (``emotions`` False) gets no emotion and no scores, whatever
+        the records carry."""
+        records = [r for r in records if r.track_id is not None]
+        if records:
+            # read before the write's transaction: SQLite refuses at once, without waiting, a write
+            # in a transaction that read before another writer committed; a session's choice never changes
+            with self.engine.connect() as conn:
+                emotions = _keeps_emotions(conn, session_id)
             with self.engine.begin() as conn:
-                conn.execute(_UPSERT[conn.dialect.name], rows)
-        return len(rows)
+                conn.execute(_UPSERT[conn.dialect.name], [_row(session_id, r, emotions) for r in records])
+        return len(records)
 
     def seconds(self, session_id: int, participant_id: int | None = None) -> list[SecondRecord]:
         """Records by second, then participant (``track_id`` is the participant id)."""
@@ -50,4 +72,5 @@ class SecondsPart:
             query = query.where(seconds.c.participant_id == participant_id)
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(seconds.c.second, seconds.c.participant_id)).all()
-        return [SecondRecord(r.second, r.participant_id, r.emotion, json.loads(r.scores), r.frames) for r in rows]
+        return [SecondRecord(r.second, r.participant_id, r.emotion, json.loads(r.scores), r.frames,
+                             r.attention, r.yaw, r.pitch, r.roll) for r in rows]

@@ -1,4 +1,5 @@
-"""Sessions: a class or a video's analysis, with its join code, title, classes and privacy."""
+"""Sessions: a class or a video's analysis, with its join code, title, classes, privacy and
+whether emotions are inferred."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ class SessionsPart:
     engine: Engine
 
     def create_session(self, title: str, classes: Iterable[str], kind: str = "class",
-                       started_at: float | None = None, privacy: str = PER_STUDENT) -> Session:
-        """A new open session with a fresh join code; ``privacy`` is one of :data:`PRIVACY_MODES`."""
+                       started_at: float | None = None, privacy: str = PER_STUDENT, emotions: bool = True) -> Session:
+        """A new open session with a fresh join code; ``privacy`` is one of :data:`PRIVACY_MODES`;
+        ``emotions`` False: attention only, no emotion is stored for it."""
         if privacy not in PRIVACY_MODES:
             raise ValueError(f"privacy must be one of {', '.join(PRIVACY_MODES)}")
         started_at = time.time() if started_at is None else started_at
@@ -38,8 +40,8 @@ class SessionsPart:
                 with self.engine.begin() as conn:
                     sid = conn.execute(sessions.insert().values(
                         code=code, title=title, kind=kind, classes=json.dumps(list(classes)),
-                        started_at=started_at, privacy=privacy)).inserted_primary_key[0]
-                return Session(sid, code, title, kind, classes, started_at, privacy=privacy)
+                        started_at=started_at, privacy=privacy, emotions=emotions)).inserted_primary_key[0]
+                return Session(sid, code, title, kind, classes, started_at, privacy=privacy, emotions=emotions)
             except sa.exc.IntegrityError:
                 continue  # the code was taken: draw another
         raise StoreError("could not draw a free join code")
