@@ -23,8 +23,8 @@ from test_web_api import AUTH, TOKEN, jpeg, recognizer, uvicorn_server  # noqa: 
 
 
 def records(pid: int, seconds: range, frames: int = 2) -> list[SecondRecord]:
-    return [SecondRecord(s, pid, "happy", {c: (0.7 if c == "happy" else 0.05) for c in FER2013_CLASSES}, frames)
-            for s in seconds]
+    return [SecondRecord(s, pid, "happy", {c: (0.7 if c == "happy" else 0.05) for c in FER2013_CLASSES}, frames,
+                         "away" if s % 2 else "facing", 10.0 + s, -5.5, 0.25) for s in seconds]
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_seconds_written_while_sqlite_is_locked_wait_and_arrive_in_order(sqlite_
     assert journal.behind == 4
     assert [r.second for r in store.seconds(sid)] == [0, 1]
     assert journal.replay() and journal.behind == 0 and journal.behind_since is None
-    assert [r.second for r in store.seconds(sid)] == list(range(6))
+    assert store.seconds(sid) == records(pid, range(0, 4)) + records(pid, range(4, 6), frames=3)  # attention and pose too
     assert not (tmp_path / "x.journal").exists()
     lock.close()
 
@@ -70,6 +70,19 @@ def test_a_journal_left_by_a_stopped_server_is_written_at_the_next_start(sqlite_
     assert journal.replay()
     assert [(r.second, r.frames) for r in store.seconds(sid)] == [(0, 2), (1, 2), (2, 2)]  # once each
     lock.close()
+
+
+def test_lines_written_before_attention_was_kept_are_still_written(sqlite_store, tmp_path):
+    store, _, sid, pid = sqlite_store
+    scores = {"happy": 0.7, "sad": 0.3}
+    lines = [[[0, pid, "happy", scores, 2], [1, pid, None, {}, 1]],  # before attention was kept
+             [[2, pid, "sad", scores, 3, "no_face", None, None, None]],  # now
+             [[3, pid, "happy", scores, 2, "away", 50.0, 1.5]]]  # neither: a field short
+    (tmp_path / "x.journal").write_text("".join(json.dumps({"session": sid, "records": r}) + "\n" for r in lines))
+    journal = Journal(store, tmp_path / "x.journal")
+    assert journal.behind == 3 and journal.replay()
+    assert store.seconds(sid) == [SecondRecord(0, pid, "happy", scores, 2), SecondRecord(1, pid, None, {}, 1),
+                                  SecondRecord(2, pid, "sad", scores, 3, "no_face")]
 
 
 def test_a_batch_that_can_never_be_written_does_not_block_the_others(sqlite_store, tmp_path):

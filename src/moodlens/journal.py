@@ -37,15 +37,25 @@ def database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, UNAVAILABLE)
 
 
+# A record on a line: a list of its fields in this order. Lines written before attention was
+# kept hold the first five, and still decode: a journal may outlive an upgrade.
+_FIELDS = ("second", "track_id", "emotion", "scores", "frames", "attention", "yaw", "pitch", "roll")
+_LENGTHS = (5, len(_FIELDS))
+
+
 def _encode(session_id: int, records: list[SecondRecord]) -> str:
-    return json.dumps({"session": session_id,
-                       "records": [[r.second, r.track_id, r.emotion, r.scores, r.frames] for r in records]})
+    return json.dumps({"session": session_id, "records": [[getattr(r, f) for f in _FIELDS] for r in records]})
 
 
 def _decode(line: str) -> tuple[int, list[SecondRecord]]:
     item = json.loads(line)
-    return item["session"], [SecondRecord(s, pid, emotion, scores, frames)
-                             for s, pid, emotion, scores, frames in item["records"]]
+    return item["session"], [_record(fields) for fields in item["records"]]
+
+
+def _record(fields: list) -> SecondRecord:
+    if len(fields) not in _LENGTHS:
+        raise ValueError(f"a record of {len(fields)} fields")
+    return SecondRecord(**dict(zip(_FIELDS, fields)))
 
 
 class Journal:
