@@ -574,19 +574,43 @@ def test_records_without_emotion_are_kept(store):
 def test_export_csv_and_json(store):
     session = store.create_session("Export me", FER2013_CLASSES)
     pid = store.add_participant(session.id, "Ana, \"the\" first", "student").id
-    store.add_seconds(session.id, _records(pid, range(3)))
+    store.add_seconds(session.id, _records(pid, range(2)) + [SecondRecord(2, pid, None, {}, 1, "no_face")])
     rows = list(csv.DictReader(io.StringIO(store.export_csv(session.id))))
     assert len(rows) == 3
-    assert list(rows[0]) == ["second", "time", "participant_id", "participant", "emotion", "frames", *FER2013_CLASSES]
+    assert list(rows[0]) == ["second", "time", "participant_id", "participant", "emotion", "frames", *FER2013_CLASSES,
+                             "attention", "yaw", "pitch", "roll"]
+    assert [(r["attention"], r["yaw"], r["pitch"], r["roll"]) for r in rows] == [
+        ("facing", "12.5", "-3.0", "1.25"), ("facing", "13.5", "-3.0", "1.25"), ("no_face", "", "", "")]
     # wall-clock times with the UTC offset, one second apart from the session's start
     assert datetime.fromisoformat(rows[2]["time"]).timestamp() == pytest.approx(session.started_at + 2, abs=1)
     assert rows[0]["participant"] == "Ana, \"the\" first" and rows[0]["emotion"] == "happy"
     assert float(rows[0]["happy"]) == pytest.approx(0.7)
     data = store.export_json(session.id)
     assert data["session"]["title"] == "Export me" and len(data["seconds"]) == 3
+    assert data["session"]["emotions"] is True and data["session"]["classes"] == list(FER2013_CLASSES)
     assert data["seconds"][2]["time"] == rows[2]["time"]
+    assert {k: data["seconds"][0][k] for k in ("emotion", "attention", "yaw", "pitch", "roll")} == {
+        "emotion": "happy", "attention": "facing", "yaw": 12.5, "pitch": -3.0, "roll": 1.25}
+    assert data["seconds"][0]["scores"]["happy"] == pytest.approx(0.7)
     assert data["participants"][0]["name"] == "Ana, \"the\" first"
     assert store.export_csv(9999) is None and store.export_json(9999) is None
+
+
+def test_an_attention_only_export_carries_no_emotion(store):
+    session = store.create_session("Attention only", FER2013_CLASSES, emotions=False)
+    pid = store.add_participant(session.id, "Ana", "student").id
+    store.add_seconds(session.id, _records(pid, range(2)))  # emotions sent anyway: the store drops them
+    text = store.export_csv(session.id)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0]) == ["second", "time", "participant_id", "participant", "frames", "attention", "yaw", "pitch",
+                             "roll"]
+    assert [(r["attention"], r["yaw"]) for r in rows] == [("facing", "12.5"), ("facing", "13.5")]
+    data = store.export_json(session.id)
+    assert [sorted(second) for second in data["seconds"]] == [sorted(["second", "time", "participant_id", "frames",
+                                                                      "attention", "yaw", "pitch", "roll"])] * 2
+    assert data["session"]["emotions"] is False
+    for exported in (text, json.dumps(data)):
+        assert not [c for c in FER2013_CLASSES if c in exported]
 
 
 @pytest.mark.parametrize("name, shown", [

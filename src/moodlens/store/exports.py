@@ -1,10 +1,15 @@
-"""Exports: a session with its participants and seconds as JSON or as CSV for a spreadsheet."""
+"""Exports: a session with its participants and seconds as JSON or as CSV for a spreadsheet.
+
+An attention-only session (``Session.emotions`` False) is exported without any emotion: no
+emotion, no scores, no class columns."""
 
 from __future__ import annotations
 
 import csv
 import io
 from typing import TYPE_CHECKING
+
+from moodlens.aggregate import POSE_COLUMNS
 
 if TYPE_CHECKING:
     from moodlens.aggregate import SecondRecord
@@ -25,24 +30,35 @@ class ExportsPart:
         if session is None:
             return None
         return {"session": session.to_dict(), "participants": [p.to_dict() for p in self.participants(session_id)],
-                "seconds": [{"second": r.second, "time": session.wall_clock(r.second),
-                             "participant_id": r.track_id, "emotion": r.emotion,
-                             "frames": r.frames, "scores": r.scores} for r in self.seconds(session_id)]}
+                "seconds": [_json_second(session, r) for r in self.seconds(session_id)]}
 
     def export_csv(self, session_id: int) -> str | None:
         """One row per participant-second: second, its wall-clock time, participant, emotion,
-        frames, a column per class."""
+        frames, a column per class, attention, yaw, pitch, roll."""
         session = self.get_session(session_id)
         if session is None:
             return None
         names = {p.id: p.name for p in self.participants(session_id)}
+        emotion, classes = (["emotion"], session.classes) if session.emotions else ([], ())
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["second", "time", "participant_id", "participant", "emotion", "frames", *session.classes])
+        writer.writerow(["second", "time", "participant_id", "participant", *emotion, "frames", *classes, *POSE_COLUMNS])
         for r in self.seconds(session_id):
-            writer.writerow([r.second, session.wall_clock(r.second), r.track_id, _no_formula(names.get(r.track_id, "")),
-                             r.emotion or "", r.frames, *(r.scores.get(c, "") for c in session.classes)])
+            writer.writerow(_csv_row(session, r, names.get(r.track_id, ""), classes))
         return out.getvalue()
+
+
+def _csv_row(session: Session, r: SecondRecord, name: str, classes: tuple[str, ...]) -> list:
+    emotion = [r.emotion or ""] if session.emotions else []
+    return [r.second, session.wall_clock(r.second), r.track_id, _no_formula(name), *emotion, r.frames,
+            *(r.scores.get(c, "") for c in classes), r.attention or "", *("" if v is None else v for v in r.pose().values())]
+
+
+def _json_second(session: Session, r: SecondRecord) -> dict:
+    emotion = {"emotion": r.emotion} if session.emotions else {}
+    scores = {"scores": r.scores} if session.emotions else {}
+    return {"second": r.second, "time": session.wall_clock(r.second), "participant_id": r.track_id, **emotion,
+            "frames": r.frames, **scores, "attention": r.attention, **r.pose()}
 
 
 def _no_formula(text: str) -> str:
