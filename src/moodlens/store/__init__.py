@@ -1,8 +1,10 @@
-"""Stored sessions: per-second emotion numbers in SQLite or PostgreSQL, through SQLAlchemy.
+"""Stored sessions: per-second emotion and attention numbers in SQLite or PostgreSQL, through SQLAlchemy.
 
 Only numbers are kept, never frames or faces: a row per participant per second with the mean
-scores and the dominant emotion (a :class:`~moodlens.aggregate.SecondRecord` whose ``track_id``
-is the participant's id), the session's title and join code, and the participants' names.
+scores, the dominant emotion, the attention state and the head pose (a
+:class:`~moodlens.aggregate.SecondRecord` whose ``track_id`` is the participant's id; an
+attention-only session, ``create_session(..., emotions=False)``, keeps no emotion or scores),
+the session's title and join code, and the participants' names.
 
     >>> store = Store("sqlite:///moodlens.db")                          # doctest: +SKIP
     >>> session = store.create_session("Maths 3B", classes)            # doctest: +SKIP
@@ -19,14 +21,14 @@ store applies the missing ones in one transaction (:mod:`.migrate`): an upgrade 
 or leaves the database as it was, and a database written by a newer MoodLens is refused rather
 than touched. A database made before Alembic is bridged on open.
 
-Adding a migration (say 0004, nullable ``attention``, ``yaw``, ``pitch``, ``roll`` on ``seconds``):
+Adding a migration (say 0005, a nullable ``blink_rate`` on ``seconds``):
 
 1. change the table in :mod:`.schema`, which the queries use;
-2. add ``migrations/versions/0004_what.py`` with ``revision = "0004"``, ``down_revision =
-   "0003"`` and ``upgrade()`` (``op.add_column("seconds", sa.Column("yaw", sa.Float,
-   nullable=True))``, ...), describing its columns itself, never through :mod:`.schema`. From
+2. add ``migrations/versions/0005_what.py`` with ``revision = "0005"``, ``down_revision =
+   "0004"`` and ``upgrade()`` (``op.add_column("seconds", sa.Column("blink_rate", sa.Float,
+   nullable=True))``), describing its columns itself, never through :mod:`.schema`. From
    the repository root, ``alembic -x db=scratch.db revision --autogenerate -m "what"
-   --rev-id 0004`` writes it from the difference (upgrade ``scratch.db`` to head first);
+   --rev-id 0005`` writes it from the difference (upgrade ``scratch.db`` to head first);
 3. ``pytest tests/test_store.py``: ``test_the_tables_are_what_the_migrations_make`` fails while
    the two disagree, and the upgrade tests run the new revision over databases with rows in
    them, on SQLite and PostgreSQL.
