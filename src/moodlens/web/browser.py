@@ -7,8 +7,6 @@ student's frames.
   pipeline, read from the server's own :class:`~moodlens.recognizer.Recognizer` (detector
   settings, crop framing, readability limits), from :mod:`moodlens.pose` (the generic face and
   the pose's limits) and from the emotion model's ONNX metadata.
-- :func:`session_emotions` says whether a session reads emotions: an attention-only session's
-  page never loads the emotion model and sends faces and poses only.
 - :data:`router` serves that configuration and the two model files.
 - :class:`ScoreStream` turns one student's score messages into the same per-frame
   :class:`~moodlens.faces.Face` records a :class:`~moodlens.recognizer.FaceStream` gives.
@@ -91,12 +89,6 @@ async def model_file(ml: State, name: str) -> FileResponse:
         raise HTTPException(404, f"no model {name}")
     return FileResponse(files[name], media_type="application/octet-stream",
                         headers={"Cache-Control": "private, max-age=3600"})
-
-
-def session_emotions(session) -> bool:
-    """Whether ``session`` reads emotions (False: attention only; sessions made before the
-    setting existed do)."""
-    return getattr(session, "emotions", True) is not False
 
 
 def parse_scores(text: str, classes: tuple[str, ...], emotions: bool = True) -> Face | None:

@@ -261,7 +261,7 @@ async def ws_student_scores(ws: WebSocket, ml: State) -> None:
     box, head pose and, unless the session is attention only, scores)."""
     def scores(live: LiveSession, me: LiveParticipant) -> Callable[[str, float], dict]:
         stream = browser.ScoreStream(ml.recognizer)
-        emotions = browser.session_emotions(live.info)
+        emotions = live.info.emotions
 
         def process(text: str, t: float) -> dict:
             face = stream.push(browser.parse_scores(text, live.info.classes, emotions), t)
