@@ -8,9 +8,11 @@ It starts the web app on a free loopback port (temp SQLite), joins a session as 
 Chromium (``/usr/bin/chromium`` or ``MOODLENS_CHROMIUM``), opens the student page (cross-origin
 isolated, so onnxruntime-web may use threads) and runs the browser pipeline on lossless PNG
 frames made from the shared photos. Each Python face is paired with the browser face of highest
-IoU; reported: the lowest IoU, the largest score difference, faces found by one side only, and
-analysed frames/s (canvas read + detect + crop + classify of one 640x480 frame with one face).
-Exits 1 when a bar is missed (IoU >= 0.9, scores within 0.02, same faces, >= 10 frames/s).
+IoU; reported: the lowest IoU, the largest score difference, the largest head-pose angle and
+confidence differences, faces found by one side only (or with a pose on one side only), and
+analysed frames/s (canvas read + detect + pose + crop + classify of one 640x480 frame with one
+face). Exits 1 when a bar is missed (IoU >= 0.9, scores within 0.02, poses within 1.5 degrees and
+the same faces and poses found, >= 10 frames/s).
 """
 
 from __future__ import annotations
@@ -72,11 +74,14 @@ def run(repeat: int) -> dict:
         faces = recognizer.analyze_frame(frame).faces
         per_frame.append({"python_faces": len(faces), "browser_faces": len(result["faces"]),
                           **compare(faces, result["faces"])})
-    ious = [f["min_iou"] for f in per_frame if f["min_iou"] is not None]
-    diffs = [f["max_score_diff"] for f in per_frame if f["max_score_diff"] is not None]
+    def worst(key, pick):
+        return pick(f[key] for f in per_frame if f[key] is not None)
+
     return {"detector": recognizer.detector.name, "frames": per_frame,
-            "min_iou": min(ious), "max_score_diff": max(diffs),
+            "min_iou": worst("min_iou", min), "max_score_diff": worst("max_score_diff", max),
+            "max_pose_diff": worst("max_pose_diff", max), "max_pose_confidence_diff": worst("max_pose_confidence_diff", max),
             "unmatched_faces": sum(f["unmatched"] for f in per_frame),
+            "pose_mismatch": sum(f["pose_mismatch"] for f in per_frame),
             "fps_640x480": round(answer["fps"], 1), "detect_ms": round(answer["detect_ms"], 1),
             "classify_ms": round(answer["classify_ms"], 1), "threads": answer["threads"],
             "cross_origin_isolated": answer["isolated"], "load_average": round(os.getloadavg()[0], 2)}
@@ -89,7 +94,7 @@ def main() -> int:
     args = parser.parse_args()
     report = run(args.repeat)
     ok = report["min_iou"] >= 0.9 and report["max_score_diff"] <= 0.02 and not report["unmatched_faces"] \
-        and report["fps_640x480"] >= 10
+        and report["max_pose_diff"] <= 1.5 and not report["pose_mismatch"] and report["fps_640x480"] >= 10
     print(json.dumps(report, indent=None if args.json else 1))
     if not args.json:
         print("OK" if ok else "FAILED")

@@ -1,6 +1,7 @@
 """Browser mode in headless Chromium: the student page analyses its (fake) camera with
-onnxruntime-web and sends nothing but small JSON score messages, which the server stores; and
-the browser pipeline gives the same faces and scores as Python on the same frames.
+onnxruntime-web and sends nothing but small JSON messages of numbers, which the server stores;
+an attention-only session's page never loads the emotion model; and the browser pipeline gives
+the same faces, scores and head poses as Python on the same frames.
 
 Skipped without Playwright or Chromium, like tests/test_web_browser.py, whose fixtures it uses.
 """
@@ -9,20 +10,25 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("playwright.sync_api")
 
 from conftest import MEDIA  # noqa: E402
+from moodlens.pose import POSE_CONSTANTS, estimate_pose, project  # noqa: E402
 from moodlens.web.parity import browser_analyze, compare, parity_frames  # noqa: E402
 from moodlens.web.server import default_recognizer  # noqa: E402
+from test_pose import mirror  # noqa: E402
 from test_web_browser import TOKEN, browser, camera_file, playwright, served, server, wait_for  # noqa: E402, F401  (fixtures)
+from test_web_scores import attention_only  # noqa: E402
 
 
-def test_in_browser_mode_the_student_page_sends_only_small_json(browser, server):  # noqa: F811
+def test_in_browser_mode_the_student_page_sends_only_small_json(browser, served):  # noqa: F811
     import httpx
 
+    server, app = served
     auth = {"Authorization": f"Bearer {TOKEN}"}
     session = httpx.post(f"{server}/api/sessions", json={"title": "private"}, headers=auth).json()["session"]
     page = browser.new_context().new_page()
@@ -40,6 +46,8 @@ def test_in_browser_mode_the_student_page_sends_only_small_json(browser, server)
     page.click("#start")
     wait_for(page, "Number(document.body.dataset.answers || 0) >= 6", timeout=60_000)
     assert "{" in page.inner_text("#sent")  # the student sees what was sent
+    (me,) = app.state.moodlens.live_session(session["id"]).participants.values()
+    assert any(r.yaw is not None for r in me.recent), "the page's head poses did not reach the per-second records"
     page.click("#pause")
     count = len(sent)
     page.wait_for_timeout(1500)
@@ -55,9 +63,10 @@ def test_in_browser_mode_the_student_page_sends_only_small_json(browser, server)
         message = json.loads(payload)
         assert set(message) == {"face"}
         if message["face"] is not None:
-            assert set(message["face"]) == {"box", "scores"} and len(message["face"]["box"]) == 4
+            assert set(message["face"]) == {"box", "pose", "scores"} and len(message["face"]["box"]) == 4
     faces = [json.loads(p)["face"] for _, p in sent]
     assert any(f and f["scores"] for f in faces), "the fake camera's face was never read"
+    assert any(f and f["pose"] and set(f["pose"]) == {"yaw", "pitch", "roll", "confidence"} for f in faces)
     rows = httpx.get(f"{server}/api/sessions/{session['id']}/export?format=json", headers=auth).json()["seconds"]
     assert rows and any(r["emotion"] for r in rows)
 
@@ -96,9 +105,105 @@ def test_the_browser_pipeline_matches_python_on_the_same_frames(browser, server)
     page.context.close()
     recognizer = default_recognizer()
     assert sum(len(r["faces"]) for r in answer["results"]) >= len(frames)  # the group photo has several
+    posed = 0
     for frame, result in zip(frames, answer["results"]):
         got = compare(recognizer.analyze_frame(frame).faces, result["faces"])
         assert got["unmatched"] == 0
         assert got["min_iou"] >= 0.9
         assert got["max_score_diff"] <= 0.02
+        # Both sides fit the same five points by the same steps (the same points give the same
+        # pose to 1e-5 degrees: the next test), so what differs is the landmarks, which the two
+        # runtimes compute to float precision from pixels resized alike.
+        assert got["pose_mismatch"] == 0
+        if got["max_pose_diff"] is not None:
+            posed += 1
+            assert got["max_pose_diff"] <= 0.1 and got["max_pose_confidence_diff"] <= 1e-3, got
+    assert posed == len(frames)
     assert answer["fps"] > 0
+
+
+ESTIMATE_JS = """
+async ({ cases, constants }) => {
+  if (!window.Recognize) {
+    await new Promise((ok, bad) => { const s = document.createElement("script"); s.src = "/static/recognize.js";
+      s.onload = ok; s.onerror = bad; document.head.append(s); });
+  }
+  return cases.map(([marks, width]) => Recognize.estimatePose(marks, width, constants));
+}
+"""
+
+
+def test_the_browser_pose_is_pythons_on_the_same_landmarks(browser, server):  # noqa: F811
+    """recognize.js's pose fit against moodlens.pose.estimate_pose on the landmarks Python's
+    detector finds in the shared photos (the group's small faces too), those mirrored, synthetic
+    poses with noise, and points that support no pose; and mirroring flips yaw and roll in JS."""
+    recognizer = default_recognizer()
+    rng = np.random.default_rng(0)
+    cases = []
+    for frame in parity_frames(MEDIA):
+        for face in recognizer.detect(frame):
+            cases += [(face.landmarks, frame.shape[1]), (mirror(face.landmarks, frame.shape[1]), frame.shape[1])]
+    for yaw, pitch, roll in rng.uniform([-60, -30, -30], [60, 30, 30], (40, 3)):
+        cases.append((project(yaw, pitch, roll, (320.0, 240.0), 640) + rng.normal(0, 1.0, (5, 2)), 640))
+    cases += [(np.zeros((5, 2)), 640), (np.array([[100, 100], [103, 100], [110, 130], [98, 160], [101, 160]], float), 640)]
+    page = browser.new_context().new_page()
+    page.goto(f"{server}/join")  # any page of the app: its Content-Security-Policy lets it load the script
+    got = page.evaluate(ESTIMATE_JS, {"cases": [(np.asarray(m, float).tolist(), w) for m, w in cases],
+                                      "constants": POSE_CONSTANTS})
+    page.context.close()
+    faces = len(cases) - 42
+    worst = 0.0
+    for (marks, width), js in zip(cases, got):
+        py = estimate_pose(marks, width)
+        assert (js is None) == (py is None)
+        if py is not None:
+            worst = max(worst, *(abs(js[k] - getattr(py, k)) for k in ("yaw", "pitch", "roll")))
+            assert js["confidence"] == pytest.approx(py.confidence, abs=1e-6)
+    assert worst < 1e-3, worst
+    assert got[-1] is None and got[-2] is None
+    pairs = [(a, b) for a, b in zip(got[:faces:2], got[1:faces:2]) if a is not None]  # a face, its mirror image
+    assert len(pairs) >= 10
+    for a, b in pairs:
+        assert b["yaw"] == pytest.approx(-a["yaw"], abs=1e-3) and b["roll"] == pytest.approx(-a["roll"], abs=1e-3)
+        assert b["pitch"] == pytest.approx(a["pitch"], abs=1e-3)
+    assert max(abs(a["yaw"]) for a, _ in pairs) > 5
+
+
+def test_an_attention_only_page_never_loads_the_emotion_model_and_sends_no_scores(browser, served, monkeypatch):  # noqa: F811
+    import httpx
+
+    server, app = served
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    session = httpx.post(f"{server}/api/sessions", json={"title": "attention only"}, headers=auth).json()["session"]
+    attention_only(app.state.moodlens, session["id"], monkeypatch)
+    page = browser.new_context().new_page()
+    requested: list[str] = []
+    sent: list = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append((ws.url, payload))))
+    page.goto(f"{server}/join")
+    page.request.post(f"{server}/api/join", data={"code": session["code"], "name": "Dee"})
+    page.goto(f"{server}/student?mode=browser")
+    wait_for(page, "document.body.dataset.mode", timeout=60_000)
+    assert page.evaluate("document.body.dataset.mode") == "browser", page.inner_text("#mode-why")
+    assert "expression is not read" in page.inner_text("#consent")
+    page.check("#agree")
+    page.click("#start")
+    wait_for(page, "Number(document.body.dataset.answers || 0) >= 4", timeout=60_000)
+    (me,) = app.state.moodlens.live_session(session["id"]).participants.values()
+    records = list(me.recent)
+    page.context.close()
+    httpx.post(f"{server}/api/sessions/{session['id']}/end", headers=auth)
+
+    assert any(url.endswith("/models/detector.onnx") for url in requested)
+    assert not [url for url in requested if "emotion" in url], "the emotion model was fetched"
+    assert len(sent) >= 4
+    faces = []
+    for url, payload in sent:
+        assert url.endswith("/ws/student/scores") and isinstance(payload, str)
+        face = json.loads(payload)["face"]
+        assert face is None or set(face) == {"box", "pose"}, face
+        faces.append(face)
+    assert any(f and f["pose"] for f in faces), "the fake camera's face got no pose"
+    assert records and all(not r.scores and r.emotion is None for r in records)
+    assert any(r.yaw is not None for r in records)

@@ -47,9 +47,12 @@ ERROR_SCALE = 0.15
 # The distance between the eyes, as a share of the eyes-to-mouth distance, below which the points
 # cannot be fitted: a near-profile view squeezes the eyes together.
 MIN_EYE_RATIO = 0.25
+# Pixels: eyes closer together, or a mouth this close to the eyes, are no face to fit.
+MIN_EYES, MIN_EYES_TO_MOUTH = 2.0, 1.0
 
 POSE_CONSTANTS = {"face_model": FACE_MODEL.tolist(), "focal_per_width": FOCAL_PER_WIDTH,
-                  "error_scale": ERROR_SCALE, "min_eye_ratio": MIN_EYE_RATIO}
+                  "error_scale": ERROR_SCALE, "min_eye_ratio": MIN_EYE_RATIO,
+                  "min_eyes": MIN_EYES, "min_eyes_to_mouth": MIN_EYES_TO_MOUTH}
 
 
 def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
@@ -98,7 +101,7 @@ def estimate_pose(landmarks: np.ndarray | None, frame_width: int) -> Pose | None
     points = np.asarray(landmarks, np.float64)
     eyes = np.linalg.norm(points[1] - points[0])
     eyes_to_mouth = np.linalg.norm((points[3] + points[4]) / 2 - (points[0] + points[1]) / 2)
-    if eyes < 2.0 or eyes_to_mouth < 1.0 or eyes < MIN_EYE_RATIO * eyes_to_mouth:
+    if eyes < MIN_EYES or eyes_to_mouth < MIN_EYES_TO_MOUTH or eyes < MIN_EYE_RATIO * eyes_to_mouth:
         return None
     centre = points.mean(0)
     focal = FOCAL_PER_WIDTH * max(frame_width, 1)
@@ -107,7 +110,7 @@ def estimate_pose(landmarks: np.ndarray | None, frame_width: int) -> Pose | None
     # iterative solver then settles on the pose nearest to facing the camera, the right one of
     # the two mirror solutions that nearly planar points allow.
     start_r = np.zeros((3, 1))
-    start_t = np.array([[0.0], [0.0], [focal * 63.0 / eyes]])
+    start_t = np.array([[0.0], [0.0], [focal * (FACE_MODEL[1, 0] - FACE_MODEL[0, 0]) / eyes]])
     ok, rvec, tvec = cv2.solvePnP(FACE_MODEL, points, camera, None, start_r.copy(), start_t.copy(),
                                   useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
     if not ok or tvec[2, 0] <= 0:

@@ -1,10 +1,14 @@
-"""Browser mode: the student's own browser detects and classifies faces (static/recognize.js on
-onnxruntime-web) and sends only scores; the server smooths, labels, aggregates and stores them
-exactly as it does the faces it finds itself in a student's frames.
+"""Browser mode: the student's own browser detects faces, estimates their head poses and
+classifies them (static/recognize.js on onnxruntime-web) and sends only those numbers; the server
+smooths, labels, aggregates and stores them exactly as it does the faces it finds itself in a
+student's frames.
 
 - :func:`browser_config` tells the page which ONNX files to run and every parameter of the
   pipeline, read from the server's own :class:`~moodlens.recognizer.Recognizer` (detector
-  settings, crop framing, readability limits) and from the emotion model's ONNX metadata.
+  settings, crop framing, readability limits), from :mod:`moodlens.pose` (the generic face and
+  the pose's limits) and from the emotion model's ONNX metadata.
+- :func:`session_emotions` says whether a session reads emotions: an attention-only session's
+  page never loads the emotion model and sends faces and poses only.
 - :data:`router` serves that configuration and the two model files.
 - :class:`ScoreStream` turns one student's score messages into the same per-frame
   :class:`~moodlens.faces.Face` records a :class:`~moodlens.recognizer.FaceStream` gives.
@@ -21,7 +25,8 @@ from dataclasses import asdict
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse
 
-from moodlens.faces import TOO_SMALL, Face
+from moodlens.faces import TOO_SMALL, Face, Pose
+from moodlens.pose import POSE_CONSTANTS
 from moodlens.recognizer import Recognizer
 from moodlens.track import Tracker
 from moodlens.web.deps import State, teacher_or_student
@@ -29,8 +34,9 @@ from moodlens.web.deps import State, teacher_or_student
 # Detectors static/recognize.js can decode, with the channel order each network reads.
 BROWSER_DETECTORS = {"centerface": "rgb", "yunet": "bgr"}
 SCALE_ATTRIBUTES = ("input_size", "smallest_face", "min_face", "largest_face")
-MAX_MESSAGE = 2048  # bytes of one score message: a box and seven probabilities need ~250
+MAX_MESSAGE = 2048  # bytes of one score message: a box, a pose and seven probabilities need ~330
 MAX_SIDE = 10_000  # pixels: no camera frame is larger
+POSE_RANGES = {"yaw": 180.0, "pitch": 90.0, "roll": 180.0}  # degrees either way (moodlens.pose.angles)
 
 
 class ScoreError(ValueError):
@@ -50,6 +56,7 @@ def browser_config(recognizer: Recognizer) -> dict | None:
                      # what its frame_scale() reads, whichever the backend has
                      **{k: getattr(det, k) for k in SCALE_ATTRIBUTES if hasattr(det, k)}},
         "model": {"url": "/models/emotion.onnx", "spec": asdict(recognizer.model.spec)},
+        "pose": POSE_CONSTANTS,
         "crop": {"scale": recognizer.crop_scale, "shift": recognizer.crop_shift},
         "min_face": recognizer.min_face, "uncertain_below": recognizer.uncertain_below,
         "max_faces": recognizer.max_faces,
@@ -86,12 +93,21 @@ async def model_file(ml: State, name: str) -> FileResponse:
                         headers={"Cache-Control": "private, max-age=3600"})
 
 
-def parse_scores(text: str, classes: tuple[str, ...]) -> Face | None:
+def session_emotions(session) -> bool:
+    """Whether ``session`` reads emotions (False: attention only; sessions made before the
+    setting existed do)."""
+    return getattr(session, "emotions", True) is not False
+
+
+def parse_scores(text: str, classes: tuple[str, ...], emotions: bool = True) -> Face | None:
     """The face of one score message (None: no face seen).
 
-    A message is ``{"face": null}`` or ``{"face": {"box": [x, y, w, h], "scores": {class: p}}}``
-    with a probability for every class of the session's model (none for a face too small to
-    read); anything else raises :class:`ScoreError`.
+    A message is ``{"face": null}`` or ``{"face": {"box": [x, y, w, h], "pose": pose, "scores":
+    {class: p}}}``: ``pose`` is ``{"yaw", "pitch", "roll", "confidence"}`` in degrees and 0-1
+    (:mod:`moodlens.pose`), or null or absent where the landmarks support none; ``scores`` has a
+    probability for every class of the session's model (none for a face too small to read), and
+    is absent in an attention-only session (``emotions`` False), whose faces are not read.
+    Anything else raises :class:`ScoreError`.
     """
     if len(text) > MAX_MESSAGE:
         raise ScoreError(f"a score message is at most {MAX_MESSAGE} bytes")
@@ -109,14 +125,27 @@ def parse_scores(text: str, classes: tuple[str, ...]) -> Face | None:
     box, scores = face.get("box"), face.get("scores") or {}
     if not (isinstance(box, list) and len(box) == 4 and all(_number(v) and 0 <= v <= MAX_SIDE for v in box)):
         raise ScoreError("box must be [x, y, w, h] in pixels")
+    if not emotions and "scores" in face:
+        raise ScoreError("this session is attention only: send no scores")
     if not isinstance(scores, dict) or (scores and set(scores) != set(classes)):
         raise ScoreError(f"scores must give a probability for each of: {', '.join(classes)}")
     if not all(_number(p) and 0 <= p <= 1 for p in scores.values()):
         raise ScoreError("scores must be probabilities (0 to 1)")
-    result = Face(tuple(int(round(v)) for v in box), scores={c: float(scores[c]) for c in classes} if scores else {})
-    if not scores:
+    result = Face(tuple(int(round(v)) for v in box), scores={c: float(scores[c]) for c in classes} if scores else {},
+                  pose=_pose(face.get("pose")))
+    if emotions and not scores:
         result.status = TOO_SMALL
     return result
+
+
+def _pose(pose) -> Pose | None:
+    if pose is None:
+        return None
+    if not (isinstance(pose, dict) and set(pose) == {*POSE_RANGES, "confidence"} and all(map(_number, pose.values()))
+            and all(abs(pose[k]) <= limit for k, limit in POSE_RANGES.items()) and 0 <= pose["confidence"] <= 1):
+        raise ScoreError("pose must be null or {yaw, pitch, roll, confidence}: yaw and roll within 180 degrees, "
+                         "pitch within 90, confidence 0 to 1")
+    return Pose(float(pose["yaw"]), float(pose["pitch"]), float(pose["roll"]), float(pose["confidence"]))
 
 
 def _number(v) -> bool:

@@ -136,8 +136,8 @@ class LiveParticipant:
     def observe(self, face: Face | None, t: float) -> list[SecondRecord]:
         """Add this participant's face (None: no face) in a frame at session time ``t``;
         returns the seconds this closed."""
-        seen = Face(face.box, scores=dict(face.scores), emotion=face.emotion, status=face.status) if face else \
-            Face((0, 0, 0, 0), status=NO_FACE)
+        seen = Face(face.box, scores=dict(face.scores), emotion=face.emotion, status=face.status,
+                    pose=face.pose) if face else Face((0, 0, 0, 0), status=NO_FACE)
         seen.track_id = self.id
         with self.lock:
             closed = self.timeline.add(Frame([seen], time=t))

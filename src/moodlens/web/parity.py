@@ -1,5 +1,6 @@
 """The browser pipeline against Python: the same frames through ``static/recognize.js`` in a page
-(onnxruntime-web) and through :class:`moodlens.Recognizer`, paired face by face.
+(onnxruntime-web) and through :class:`moodlens.Recognizer`, paired face by face: boxes, scores and
+head poses.
 
 ``scripts/browser_check.py`` reports it with the browser's speed; tests/test_web_browser_mode.py
 holds it to its bars. ``page`` is a Playwright page on a MoodLens page the visitor may use;
@@ -78,12 +79,19 @@ def browser_analyze(page, frames: list[np.ndarray], repeat: int = 30) -> dict:
 
 def compare(python_faces: list, browser_faces: list[dict]) -> dict:
     """Pair each Python face with its best-overlapping browser face: the lowest IoU, the largest
-    score difference, and how many faces only one side found."""
+    score difference, the largest head-pose angle (degrees) and confidence differences, how many
+    pairs have a pose on one side only, and how many faces only one side found."""
     if not python_faces or not browser_faces:
-        return {"min_iou": None, "max_score_diff": None, "unmatched": len(python_faces) + len(browser_faces)}
+        return {"min_iou": None, "max_score_diff": None, "max_pose_diff": None, "max_pose_confidence_diff": None,
+                "pose_mismatch": 0, "unmatched": len(python_faces) + len(browser_faces)}
     overlap = iou_matrix(np.array([f.box for f in python_faces]), np.array([f["box"] for f in browser_faces]))
     best = overlap.argmax(1)
-    diffs = [abs(f.scores.get(c, 0.0) - browser_faces[j]["scores"].get(c, 0.0))
-             for f, j in zip(python_faces, best) for c in set(f.scores) | set(browser_faces[j]["scores"])]
+    pairs = [(f, browser_faces[j]) for f, j in zip(python_faces, best)]
+    diffs = [abs(f.scores.get(c, 0.0) - b["scores"].get(c, 0.0)) for f, b in pairs for c in set(f.scores) | set(b["scores"])]
+    posed = [(f.pose, b["pose"]) for f, b in pairs if f.pose is not None and b["pose"] is not None]
+    angles = [abs(getattr(p, k) - q[k]) for p, q in posed for k in ("yaw", "pitch", "roll")]
     return {"min_iou": float(overlap.max(1).min()), "max_score_diff": max(diffs, default=0.0),
+            "max_pose_diff": max(angles, default=None),
+            "max_pose_confidence_diff": max((abs(p.confidence - q["confidence"]) for p, q in posed), default=None),
+            "pose_mismatch": sum((f.pose is None) != (b["pose"] is None) for f, b in pairs),
             "unmatched": abs(len(python_faces) - len(browser_faces)) + int(len(set(best.tolist())) < len(best))}

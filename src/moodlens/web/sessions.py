@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from moodlens.store import CLASS_ONLY, PRIVACY_MODES, Session, Store, safe_text
 from moodlens.web import privacy
 from moodlens.web.auth import LOGIN_S, STUDENT_COOKIE, client_address
+from moodlens.web.browser import session_emotions
 from moodlens.web.dashboard import export_name, lesson_report, report_csv, review
 from moodlens.web.deps import State, Student, teacher
 from moodlens.web.live import LiveSession
@@ -184,4 +185,4 @@ async def me(ml: State, student: Student) -> dict:
     return {"participant": student.to_dict(), "privacy": privacy.STATEMENT,
             "retention_days": await run_in_threadpool(privacy.retention_days, ml.store),
             "session": {"id": session.id, "title": session.title, "open": session.open,
-                        "privacy": session.privacy} if session else None}
+                        "privacy": session.privacy, "emotions": session_emotions(session)} if session else None}

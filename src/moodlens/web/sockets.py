@@ -257,12 +257,14 @@ async def ws_student(ws: WebSocket, ml: State) -> None:
 
 @router.websocket("/ws/student/scores")
 async def ws_student_scores(ws: WebSocket, ml: State) -> None:
-    """Browser mode: the student's browser analyses the camera and sends only scores."""
+    """Browser mode: the student's browser analyses the camera and sends only numbers (a face's
+    box, head pose and, unless the session is attention only, scores)."""
     def scores(live: LiveSession, me: LiveParticipant) -> Callable[[str, float], dict]:
         stream = browser.ScoreStream(ml.recognizer)
+        emotions = browser.session_emotions(live.info)
 
         def process(text: str, t: float) -> dict:
-            face = stream.push(browser.parse_scores(text, live.info.classes), t)
+            face = stream.push(browser.parse_scores(text, live.info.classes, emotions), t)
             ml.record(live, me.observe(face, t))
             return {"face": None if face is None else face.to_dict()}
         return process

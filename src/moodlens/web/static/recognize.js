@@ -1,9 +1,10 @@
-// Recognition in the student's browser: detect -> crop -> classify, as moodlens.recognizer does,
-// with the package's own ONNX files on onnxruntime-web (WebAssembly SIMD; threads when the page is
-// cross-origin isolated). Every number that shapes the result (detector thresholds and input
-// size, crop framing, the model's input size, mean, std and classes, min_face, uncertain_below)
-// comes from the server's /api/browser, which reads them from the Python objects and the model's
-// metadata; none is written here. Frames never leave this page: only scores do.
+// Recognition in the student's browser: detect -> pose -> crop -> classify, as moodlens.recognizer
+// does, with the package's own ONNX files on onnxruntime-web (WebAssembly SIMD; threads when the
+// page is cross-origin isolated). Every number that shapes the result (detector thresholds and
+// input size, the generic face and limits of the pose, crop framing, the model's input size,
+// mean, std and classes, min_face, uncertain_below) comes from the server's /api/browser, which
+// reads them from the Python objects and the model's metadata; none is written here. Frames never
+// leave this page: only numbers do.
 "use strict";
 
 const Recognize = (() => {
@@ -221,12 +222,12 @@ const Recognize = (() => {
     return { tensor: new ort.Tensor("float32", data, [1, 3, ph, pw]), sx: w / width, sy: h / height, pw, ph };
   }
 
-  // Candidates in network pixels: {box: [x, y, w, h], score}.
+  // Candidates in network pixels: {box: [x, y, w, h], score, marks: five [x, y] landmarks}.
   const DECODERS = {
     // CenterFace: a face-centre heatmap at 1/4 resolution with log box sizes and centre offsets
     // (moodlens.detect.CenterFaceDetector).
     centerface(out, input, spec, names) {
-      const [heat, size, offset] = names.slice(0, 3).map((k) => out[k]);
+      const [heat, size, offset, lm] = names.slice(0, 4).map((k) => out[k]);
       const [, , fh, fw] = heat.dims, plane = fh * fw, cands = [];
       for (let i = 0; i < plane; i++) {
         const score = heat.data[i];
@@ -234,16 +235,20 @@ const Recognize = (() => {
         const y = Math.floor(i / fw), x = i - y * fw;
         const bh = Math.exp(size.data[i]) * 4, bw = Math.exp(size.data[plane + i]) * 4;
         const x0 = (x + offset.data[plane + i] + 0.5) * 4 - bw / 2, y0 = (y + offset.data[i] + 0.5) * 4 - bh / 2;
-        cands.push({ box: [x0, y0, bw, bh], score });
+        // landmarks: channels (y0, x0, y1, x1, ...) relative to the box corner, in box units
+        const marks = [0, 1, 2, 3, 4].map((k) => [x0 + bw * lm.data[(2 * k + 1) * plane + i], y0 + bh * lm.data[2 * k * plane + i]]);
+        cands.push({ box: [x0, y0, bw, bh], score, marks });
       }
       return cands;
     },
     // YuNet: per stride 8/16/32 a grid of priors with class and objectness scores (the face
-    // score is their geometric mean) and box offsets in stride units (OpenCV's FaceDetectorYN).
+    // score is their geometric mean), box and landmark offsets in stride units (OpenCV's
+    // FaceDetectorYN).
     yunet(out, input, spec) {
       const cands = [];
       for (const stride of [8, 16, 32]) {
         const cls = out[`cls_${stride}`].data, obj = out[`obj_${stride}`].data, bbox = out[`bbox_${stride}`].data;
+        const kps = out[`kps_${stride}`].data;
         const cols = input.pw / stride, n = cls.length;
         for (let i = 0; i < n; i++) {
           const score = Math.sqrt(Math.min(1, Math.max(0, cls[i])) * Math.min(1, Math.max(0, obj[i])));
@@ -251,16 +256,136 @@ const Recognize = (() => {
           const r = Math.floor(i / cols), c = i - r * cols;
           const cx = (c + bbox[4 * i]) * stride, cy = (r + bbox[4 * i + 1]) * stride;
           const w = Math.exp(bbox[4 * i + 2]) * stride, h = Math.exp(bbox[4 * i + 3]) * stride;
-          cands.push({ box: [cx - w / 2, cy - h / 2, w, h], score });
+          const marks = [0, 1, 2, 3, 4].map((k) => [(c + kps[10 * i + 2 * k]) * stride, (r + kps[10 * i + 2 * k + 1]) * stride]);
+          cands.push({ box: [cx - w / 2, cy - h / 2, w, h], score, marks });
         }
       }
       return cands;
     },
   };
 
+  // --- head pose: moodlens.pose.estimate_pose ---------------------------------------------------
+
+  // cv2.Rodrigues: the rotation matrix (rows) of a rotation vector.
+  function rodrigues(x, y, z) {
+    const theta = Math.hypot(x, y, z);
+    if (theta < Number.EPSILON) return [[1, 0, 0], [0, 1, 0], [0, 0, 1]];
+    const c = Math.cos(theta), s = Math.sin(theta), c1 = 1 - c, kx = x / theta, ky = y / theta, kz = z / theta;
+    return [[c + c1 * kx * kx, c1 * kx * ky - s * kz, c1 * kx * kz + s * ky],
+      [c1 * ky * kx + s * kz, c + c1 * ky * ky, c1 * ky * kz - s * kx],
+      [c1 * kz * kx - s * ky, c1 * kz * ky + s * kx, c + c1 * kz * kz]];
+  }
+
+  // cv2.projectPoints through a pinhole centred on `centre`: [u0, v0, u1, v1, ...] of the model's
+  // points at pose p = [rotation vector, translation].
+  function projectModel(model, p, focal, centre) {
+    const r = rodrigues(p[0], p[1], p[2]), uv = [];
+    for (const m of model) {
+      const [x, y, z] = r.map((row, i) => row[0] * m[0] + row[1] * m[1] + row[2] * m[2] + p[3 + i]);
+      uv.push(focal * x / z + centre[0], focal * y / z + centre[1]);
+    }
+    return uv;
+  }
+
+  // Solves a x = b (a small square system) by Gaussian elimination with partial pivoting.
+  function solve(a, b) {
+    const n = b.length, m = a.map((row, i) => [...row, b[i]]);
+    for (let k = 0; k < n; k++) {
+      let p = k;
+      for (let i = k + 1; i < n; i++) if (Math.abs(m[i][k]) > Math.abs(m[p][k])) p = i;
+      [m[k], m[p]] = [m[p], m[k]];
+      for (let i = k + 1; i < n; i++) {
+        const f = m[i][k] / m[k][k];
+        for (let j = k; j <= n; j++) m[i][j] -= f * m[k][j];
+      }
+    }
+    const x = new Array(n);
+    for (let i = n - 1; i >= 0; i--) {
+      let s = m[i][n];
+      for (let j = i + 1; j < n; j++) s -= m[i][j] * x[j];
+      x[i] = s / m[i][i];
+    }
+    return x;
+  }
+
+  // cv2.solvePnP(SOLVEPNP_ITERATIVE) from the guess `start`: OpenCV's Levenberg-Marquardt
+  // (CvLevMarq: damping 10^-3 scaling J'J's diagonal, tenfold up on a worse step and retried,
+  // tenfold down on a better one; at most 20 steps, or until a step moves the parameters by less
+  // than float precision), so it settles on the same one of the nearly planar points' two mirror
+  // solutions. The Jacobian is numerical (central differences), OpenCV's is analytic: both
+  // reach the same minimum.
+  function fitPose(model, points, focal, centre, start) {
+    const residuals = (p) => projectModel(model, p, focal, centre).map((v, i) => v - points[i >> 1][i & 1]);
+    const norm = (v) => Math.hypot(...v);
+    const jacobian = (p) => p.map((v, k) => {
+      const h = 1e-6 * Math.max(1, Math.abs(v)), plus = [...p], minus = [...p];
+      plus[k] += h; minus[k] -= h;
+      const a = residuals(plus), b = residuals(minus);
+      return a.map((e, i) => (e - b[i]) / (2 * h));  // column k
+    });
+    let p = start, e = residuals(p), prevError = norm(e), lg10 = -3;
+    for (let steps = 1; ; steps++) {
+      const J = jacobian(p);
+      const JtJ = J.map((a) => J.map((b) => a.reduce((s, v, i) => s + v * b[i], 0)));
+      const Jte = J.map((a) => a.reduce((s, v, i) => s + v * e[i], 0));
+      const prev = p;
+      let error;
+      for (;;) {
+        const damped = JtJ.map((row, i) => row.map((v, j) => (i === j ? v * (1 + 10 ** lg10) : v)));
+        const dx = solve(damped, Jte);
+        p = prev.map((v, i) => v - dx[i]);
+        e = residuals(p);
+        error = norm(e);
+        if (!(error > prevError) || ++lg10 > 16) break;
+      }
+      lg10 = Math.max(lg10 - 1, -16);
+      const moved = norm(p.map((v, i) => v - prev[i])) / (norm(prev) + Number.EPSILON);
+      if (steps >= 20 || moved < 1.1920929e-7) return p;  // FLT_EPSILON
+      prevError = error;
+    }
+  }
+
+  // moodlens.pose.angles: yaw, pitch and roll in degrees of a model-to-camera rotation.
+  function angles(r) {
+    const deg = 180 / Math.PI;
+    const forward = [-r[0][2], -r[1][2], -r[2][2]], up = [-r[0][1], -r[1][1], -r[2][1]];
+    const cross = (a, b) => [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
+    const dot = (a, b) => a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+    let ownLeft = cross([0, -1, 0], forward);
+    const length = Math.hypot(...ownLeft);
+    ownLeft = ownLeft.map((v) => v / length);
+    const levelUp = cross(forward, ownLeft);
+    return {
+      yaw: deg * Math.atan2(forward[0], -forward[2]),
+      pitch: deg * Math.atan2(-forward[1], Math.hypot(forward[0], forward[2])),
+      roll: deg * Math.atan2(dot(up, ownLeft), dot(up, levelUp)),
+    };
+  }
+
+  // The head pose {yaw, pitch, roll, confidence} of five landmarks ([x, y] pixels in the
+  // detectors' order) in a frame `width` wide, or null where they cannot support one; `c` is
+  // the server's moodlens.pose.POSE_CONSTANTS.
+  function estimatePose(marks, width, c) {
+    if (!marks || marks.length !== 5 || !marks.every((m) => m.length === 2 && m.every(Number.isFinite))) return null;
+    const dist = (a, b) => Math.hypot(a[0] - b[0], a[1] - b[1]);
+    const mid = (a, b) => [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2];
+    const eyes = dist(marks[1], marks[0]), eyesToMouth = dist(mid(marks[3], marks[4]), mid(marks[0], marks[1]));
+    if (eyes < c.min_eyes || eyesToMouth < c.min_eyes_to_mouth || eyes < c.min_eye_ratio * eyesToMouth) return null;
+    const model = c.face_model, focal = c.focal_per_width * Math.max(width, 1);
+    const centre = [0, 1].map((k) => marks.reduce((s, m) => s + m[k], 0) / 5);
+    // a frontal face at the distance its eye spacing implies
+    const start = [0, 0, 0, 0, 0, focal * (model[1][0] - model[0][0]) / eyes];
+    const p = fitPose(model, marks, focal, centre, start);
+    if (!p.every(Number.isFinite) || p[5] <= 0) return null;
+    const uv = projectModel(model, p, focal, centre);
+    const rms = Math.sqrt(marks.reduce((s, m, i) => s + (uv[2 * i] - m[0]) ** 2 + (uv[2 * i + 1] - m[1]) ** 2, 0) / 5);
+    return { ...angles(rodrigues(p[0], p[1], p[2])), confidence: Math.exp(-rms / eyes / c.error_scale) };
+  }
+
   class Recognizer {
-    // config: the server's /api/browser answer.
-    static async create(config) {
+    // config: the server's /api/browser answer. Without `emotions` (an attention-only session)
+    // the emotion model is never fetched: faces and head poses only.
+    static async create(config, { emotions = true } = {}) {
       if (!supported()) throw new Error("this browser has no WebAssembly SIMD");
       if (!DECODERS[config.detector.name] || !SCALES[config.detector.name]) throw new Error(`no browser decoder for the ${config.detector.name} detector`);
       await loadScript(ORT_PATH + "ort.wasm.min.js");
@@ -273,7 +398,7 @@ const Recognize = (() => {
       const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
       const [detector, model] = await Promise.all([
         ort.InferenceSession.create(config.detector.url, options),
-        ort.InferenceSession.create(config.model.url, options),
+        emotions ? ort.InferenceSession.create(config.model.url, options) : null,
       ]);
       return new Recognizer(config, detector, model);
     }
@@ -285,13 +410,14 @@ const Recognize = (() => {
 
     get classes() { return this.config.model.spec.classes; }
 
-    // Faces of an ImageData frame, largest first: [{box, detection_score, scores, emotion, status}]
-    // (scores before smoothing; the server smooths and labels what it stores), with timings.
+    // Faces of an ImageData frame, largest first: [{box, detection_score, landmarks, pose, scores,
+    // emotion, status}] (scores and pose before smoothing; the server smooths and labels what it
+    // stores; no scores, emotion or status without the emotion model), with timings.
     async analyze(image) {
       const t0 = performance.now();
       const faces = await this.detect(image);
       const t1 = performance.now();
-      await this.classify(image, faces);
+      if (this.model) await this.classify(image, faces);
       const t2 = performance.now();
       return { faces, shape: [image.height, image.width], ms: { detect: t1 - t0, classify: t2 - t1 } };
     }
@@ -308,10 +434,13 @@ const Recognize = (() => {
         const x0 = Math.max(0, Math.round(x)), y0 = Math.max(0, Math.round(y));
         const x1 = Math.min(width, Math.round(x + w)), y1 = Math.min(height, Math.round(y + h));
         if (x1 - x0 < 1 || y1 - y0 < 1) continue;
-        faces.push({ box: [x0, y0, x1 - x0, y1 - y0], detection_score: c.score });
+        const landmarks = c.marks.map(([mx, my]) => [mx / input.sx, my / input.sy]);
+        faces.push({ box: [x0, y0, x1 - x0, y1 - y0], detection_score: c.score, landmarks });
       }
       faces.sort((a, b) => b.box[2] * b.box[3] - a.box[2] * a.box[3]);
-      return faces.slice(0, this.config.max_faces);
+      const kept = faces.slice(0, this.config.max_faces);
+      for (const f of kept) f.pose = estimatePose(f.landmarks, width, this.config.pose);
+      return kept;
     }
 
     async classify(image, faces) {
@@ -342,5 +471,5 @@ const Recognize = (() => {
     }
   }
 
-  return { Recognizer, supported };
+  return { Recognizer, supported, estimatePose };
 })();
