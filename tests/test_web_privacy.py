@@ -81,10 +81,11 @@ def test_class_only_shows_no_student_and_the_class_only_from_five(client, clock)
     review = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()
     assert review["participants"] == [] and review["students"] == 5 and review["mood"]["happy"] == 1.0
     export = client.get(f"/api/sessions/{session['id']}/export?format=json", headers=AUTH).json()
-    assert export["seconds"] and all(set(row) == {"second", "judged", "shares"} for row in export["seconds"])
-    assert all(row["judged"] >= 5 for row in export["seconds"])
+    rows = export["seconds"]
+    assert rows and all(set(row) == {"second", "on_camera", "attending", "judged", "shares"} for row in rows)
+    assert all(row["judged"] >= 5 and row["on_camera"] >= 5 and row["attending"] == 1.0 for row in rows)
     csv = client.get(f"/api/sessions/{session['id']}/export?format=csv", headers=AUTH).text
-    assert csv.splitlines()[0] == "second,judged," + ",".join(CLASSES)
+    assert csv.splitlines()[0] == "second,on_camera,attending,judged," + ",".join(CLASSES)
     assert "S0" not in csv
     report = client.get(f"/api/sessions/{session['id']}/report", headers=AUTH).json()
     assert report["privacy"] == "class_only" and report["students"] == [] and report["flags"] == []
