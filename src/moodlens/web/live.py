@@ -9,7 +9,8 @@ itself. Recognition uses one shared :class:`~moodlens.recognizer.Recognizer` and
 Every participant has its own :class:`~moodlens.aggregate.Timeline`; the seconds it closes go to
 the :class:`Recorder`, which writes them to the store in batches on its own thread, and to the
 :class:`LiveSession`, whose :class:`~moodlens.attention.ClassWatch` raises the flags the dashboard
-shows (the same the stored review shows) and whose recent seconds give the class mood.
+shows (the same the stored review shows) and whose recent seconds give the class mood and the
+share of the class facing the screen (a session that reads no emotion has no mood).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """What the teacher may see of a class session, and how long stored sessions are kept.
 
 - A session's privacy mode (``sessions.privacy``, chosen when it is opened): ``per_student``
-  shows a tile per student; ``class_only`` shows only the class mood and counts, and only while
-  at least :data:`MIN_CLASS` students are in (:func:`visible`); its export is the class's
-  per-second shares, never a student's (:func:`class_export`).
+  shows a tile per student; ``class_only`` shows only the class's mood, attention and counts,
+  and only while at least :data:`MIN_CLASS` students are in (:func:`visible`); its export is the
+  class's per-second figures, never a student's (:func:`class_export`).
+- What a session reads (``sessions.emotions``): an attention-only session's student is told so
+  in :data:`ATTENTION_ONLY`; its views carry no emotion part (they are built without one).
 - Retention (the ``retention_days`` setting): ended sessions older than that are deleted with
   their participants and numbers (:func:`purge`, :func:`apply_retention`), when the server
   starts, every hour, and when the setting changes (:data:`router`).
