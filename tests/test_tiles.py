@@ -120,7 +120,7 @@ def test_two_equally_likely_people_make_an_unsure_new_tile_instead_of_a_merge(pe
     made: list[Made] = []
 
     class Stub:
-        def open_stream(self, detect_every=2):
+        def open_stream(self, detect_every=2, emotions=True):
             return None
 
     from moodlens.faces import Face
@@ -132,3 +132,11 @@ def test_two_equally_likely_people_make_an_unsure_new_tile_instead_of_a_merge(pe
     tiles.assign([Face((x, y, w, h), track_id=1), Face((x + 480, y, w, h), track_id=2)], frame)
     out = tiles.assign([Face((x + 240, y, w, h), track_id=3)], np.concatenate([twin[:, 240:], twin, twin[:, :240]], 1))
     assert len(made) == 3 and made[2].maybe in (1, 2) and out[3] is not None
+
+
+def test_an_attention_only_gallery_never_reads_an_emotion(people, recognizer):
+    image, boxes, _ = layouts(people)[0]
+    tiles = GalleryTiles(recognizer, lambda n, maybe: None, emotions=False)
+    faces = [tiles.stream.push(image, 0.5 * k) for k in range(3)][-1].faces
+    assert len(faces) == len(boxes) and all(not f.scores and f.emotion is None for f in faces)
+    assert any(f.pose is not None for f in faces)

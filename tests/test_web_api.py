@@ -4,6 +4,8 @@ gallery, the dashboard, export and delete, and persistence across a restart."""
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import struct
 import threading
@@ -15,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -107,6 +110,28 @@ def join(client, code: str, name: str) -> str:
     assert r.status_code == 200, r.text
     client.cookies.clear()  # each student is a browser of their own; tests pass tokens explicitly
     return r.json()["token"]
+
+
+# What would carry an emotion in an answer: the fields of faces, tiles, snapshots, reports and exports.
+EMOTION_FIELDS = {"emotion", "scores", "mood", "mood_s", "classes", "judged", "shares", "usual", "deviation", "rising",
+                  "spark", "shift", "drops", "mostly", "no_face_share", "away_s", "rules"}
+EMOTION_WORDS = re.compile(r"(?<![a-z])(angry|disgust|fear|happy|sad|surprise|neutral|emotion|expression)s?(?![a-z])",
+                           re.IGNORECASE)
+
+
+def emotion_free(answer, where: str = "") -> None:
+    """No emotion field anywhere in a JSON answer (at any depth) and no emotion named in it (a
+    join code is letters and digits that may spell one)."""
+    if isinstance(answer, dict):
+        for key, value in answer.items():
+            assert key not in EMOTION_FIELDS, f"{where}.{key}"
+            if key != "code":
+                emotion_free(value, f"{where}.{key}")
+    elif isinstance(answer, list):
+        for i, value in enumerate(answer):
+            emotion_free(value, f"{where}[{i}]")
+    elif isinstance(answer, str):
+        assert not EMOTION_WORDS.search(answer), f"{where}: {answer}"
 
 
 def send_frames(ws, clock: Clock, frames: list[bytes], step: float = 0.5) -> list[dict]:
@@ -532,6 +557,51 @@ def test_a_class_session_from_join_to_review(client, clock, recognizer):
     with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect(f"/ws/student?token={ana}") as ws:
         ws.receive_json()
     assert info.value.code == 4000
+
+
+def test_an_attention_only_session_never_carries_an_emotion(client, clock):
+    """Every answer of an attention-only session, from its creation to its exports, and the rows
+    the database keeps: attention and head pose, and not one emotion field or name."""
+    assert client.post("/api/sessions", json={"emotions": "no"}, headers=AUTH).status_code == 400
+    created = client.post("/api/sessions", json={"title": "Maths 3B", "emotions": False}, headers=AUTH)
+    assert created.status_code == 201 and created.json()["session"]["emotions"] is False
+    session = created.json()["session"]
+    sid, answers = session["id"], [created.json()]
+    token = join(client, session["code"], "Ana")
+    client.cookies.set("moodlens_student", token)
+    me = client.get("/api/me").json()
+    assert me["session"]["emotions"] is False and "no emotion is read" in me["notice"]
+    client.cookies.clear()
+    people = shared_participants(MEDIA)
+    meeting = cv2.imencode(".jpg", make_gallery(people, 3, 3, (1280, 720), seed=1)[0])[1].tobytes()
+    with client.websocket_connect(f"/ws/student?token={token}") as ws:
+        replies = send_frames(ws, clock, [jpeg()] * 8 + [blank_jpeg()] * 4)
+        with client.websocket_connect(f"/ws/sessions/{sid}/gallery", headers=AUTH) as gallery:
+            replies += send_frames(gallery, clock, [meeting] * 4, step=0.25)
+        with client.websocket_connect(f"/ws/sessions/{sid}/dashboard", headers=AUTH) as dash:
+            snap = dash.receive_json()
+        answers += [*replies, snap, client.get(f"/api/sessions/{sid}", headers=AUTH).json()]
+    assert replies[0]["faces"][0]["pose"] and any(r["faces"] for r in replies[-4:])
+    tiles = {t["name"]: t for t in snap["participants"]}
+    assert tiles["Ana"]["attention"] == "facing" and snap["attending"]["on_camera"] >= 5
+    assert all("confidence" not in t for t in snap["participants"])  # a tile's confidence is its emotion's
+    client.post(f"/api/sessions/{sid}/end", headers=AUTH)
+    answers += [client.get(f"/api/sessions/{sid}", headers=AUTH).json(), client.get("/api/sessions", headers=AUTH).json(),
+                client.get(f"/api/sessions/{sid}/report", headers=AUTH).json(),
+                client.get(f"/api/sessions/{sid}/export?format=json", headers=AUTH).json()]
+    for kind in ("export?format=csv", "report?format=csv"):
+        header, *rows = client.get(f"/api/sessions/{sid}/{kind}", headers=AUTH).text.splitlines()
+        answers.append(header.split(","))
+        assert rows
+    assert answers[-1] and "attending_share" in answers[-1]
+    for answer in answers:
+        emotion_free(answer)
+    stored = client.app.state.moodlens.store.seconds(sid)
+    assert stored and all(r.emotion is None and r.scores == {} for r in stored)
+    assert {r.attention for r in stored if r.track_id == tiles["Ana"]["id"]} == {"facing"}
+    with client.app.state.moodlens.store.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT emotion, scores FROM seconds WHERE session_id = :s"), {"s": sid}).all()
+    assert rows and all(emotion is None and json.loads(scores) == {} for emotion, scores in rows)
 
 
 def test_no_face_for_a_while_is_flagged_and_acknowledged_and_a_restart_keeps_both(db, recognizer, clock):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -24,13 +25,16 @@ pytest.importorskip("fastapi")
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 from moodlens.gallery import make_gallery, shared_participants  # noqa: E402
+from moodlens.web.privacy import ATTENTION_ONLY  # noqa: E402
 from moodlens.web.server import create_app, default_recognizer  # noqa: E402
+from test_web_api import emotion_free  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 CHROMIUM = os.environ.get("MOODLENS_CHROMIUM", "/usr/bin/chromium")
 TOKEN = "browser-test-token"
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 LABEL_WORDS = (*CLASSES, "uncertain", "too small")
+EMOTION_NAMES = re.compile(r"(?<![a-z])(" + "|".join(CLASSES) + r")(?![a-z])", re.IGNORECASE)
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
@@ -497,15 +501,22 @@ def test_after_a_server_restart_the_student_and_the_dashboard_come_back_on_their
         stop_server(srv, thread)
 
 
-def _class_of(app, n: int, seconds: int, flagged: int, ended: bool, privacy: str = "per_student"):
+def _class_of(app, n: int, seconds: int, flagged: int, ended: bool, privacy: str = "per_student",
+              emotions: bool = True, episodes: dict | None = None):
     """A session of ``n`` participants with ``seconds`` of per-second records so far: the first
-    ``flagged`` turn sad halfway, participant 4 (Dev) is away for 40 s a third of the way in.
+    ``flagged`` turn sad halfway, participant 4 (Dev) is away for 40 s a third of the way in;
+    all face the screen but in ``episodes`` (participant index -> ``(start, end, state)``).
     Returns the session and ``feed(second)``, which records one more second."""
     from moodlens.aggregate import SecondRecord
+    from moodlens.faces import Face
 
     ml = app.state.moodlens
     session = ml.store.create_session("Year 9 history: the 1920s", CLASSES, started_at=time.time() - seconds - 1,
-                                      privacy=privacy)
+                                      privacy=privacy, emotions=emotions)
+
+    def attention(i: int, second: int) -> str:
+        return next((state for start, end, state in (episodes or {}).get(i, ()) if start <= second < end), "facing")
+
     rng = np.random.default_rng(1)
     people = [ml.store.add_participant(session.id, f"Student {i + 1:02d}", "student", joined_at=session.started_at)
               for i in range(n)]
@@ -522,14 +533,17 @@ def _class_of(app, n: int, seconds: int, flagged: int, ended: bool, privacy: str
             p_ = np.array([0.03, 0.02, 0.05, 0.1, 0.7 if sad else 0.1, 0.05, 0.05 if sad else 0.65])
             p_ = np.clip(p_ + rng.normal(0, 0.03, 7), 0.001, None)
             scores = dict(zip(CLASSES, (p_ / p_.sum()).tolist()))
-            batch.append(SecondRecord(second, p.id, max(scores, key=scores.get), scores, 2))
+            batch.append(SecondRecord(second, p.id, max(scores, key=scores.get), scores, 2, attention=attention(i, second)))
         if live is None:
             return batch
         ml.store.add_seconds(session.id, batch)
         live.count(batch)
-        for r in batch:
-            live.participants[r.track_id].recent.append(r)
-            live.participants[r.track_id].connections = 1
+        for r in batch:  # as if each had just sent a frame of that second
+            me = live.participants[r.track_id]
+            me.recent.append(r)
+            me.connections = 1
+            me.face = Face((0, 0, 80, 80), scores=r.scores, emotion=r.emotion) if r.attention != "no_face" else None
+            me.last_frame = r.second + 0.5
         return batch
 
     history = [r for second in range(seconds) for r in feed(second)]
@@ -712,3 +726,99 @@ def test_a_shared_gallery_comes_back_on_its_own_after_a_server_restart(screen_br
     finally:
         teacher.context.close()
         stop_server(srv, thread)
+
+
+def test_an_attention_only_class_on_the_teachers_pages(browser, served, screenshots):
+    """A live attention-only class of 12 (simulated seconds, going on while the page is looked
+    at), then a past one's report: the pages show attention and its flags, and no mood."""
+    url, app = served
+    now = {4: [(120, 260, "away")], 1: [(170, 240, "no_face")], 2: [(185, 200, "away")], 9: [(195, 230, "away")]}
+    session, feed = _class_of(app, 12, 200, 0, ended=False, emotions=False, episodes=now)
+    running = threading.Event()
+    running.set()
+
+    def keep_feeding() -> None:
+        second = 200
+        while running.is_set():
+            if time.time() - session.started_at > second + 1:
+                feed(second)
+                second += 1
+            time.sleep(0.1)
+
+    feeder = threading.Thread(target=keep_feeding, daemon=True)
+    feeder.start()
+    page = teacher_page(browser, url)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto(f"{url}/sessions/{session.id}")
+    wait_for(page, "document.body.dataset.participants === '12'")
+    wait_for(page, "snapshot.flagged === 1", timeout=10_000)  # Eli, away since 120
+    page.screenshot(path=str(screenshots / "dashboard-attention-only.png"), full_page=True)
+    assert not page.is_visible("#mood-card") and page.is_visible("#attention-card")
+    assert "May need attention: looking away for" in page.inner_text(".tile.flagged")
+    assert page.inner_text("#attending-now").endswith("%")
+    assert page.inner_text(".tile:not(.flagged) .attention").startswith("facing · ")
+    assert not EMOTION_NAMES.search(page.inner_text("main"))
+    page.context.close()
+    running.clear()
+    feeder.join()
+    app.state.moodlens.live.pop(session.id, None)
+
+    past = {4: [(300, 380, "away")], 1: [(100, 190, "no_face")], **{i: [(420, 470, "away")] for i in range(7, 12)}}
+    done, _ = _class_of(app, 12, 600, 0, ended=True, emotions=False, episodes=past)
+    page = teacher_page(browser, url)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto(f"{url}/sessions/{done.id}/report")
+    wait_for(page, "document.body.dataset.ready === '1'", timeout=15_000)
+    page.screenshot(path=str(screenshots / "report-attention-only.png"), full_page=True)
+    _no_sideways_overflow(page)
+    assert not page.is_visible("#mood-card")
+    assert "The class drifted" in page.inner_text("#drifts")  # 5 of 12 away for 50 s: 58 % facing
+    headings = page.inner_text("#students thead")
+    assert "Facing the screen" in headings and "Usual expression" not in headings
+    assert "not in view" in page.inner_text("#flags") and "looking away" in page.inner_text("#flags")
+    assert not EMOTION_NAMES.search(page.inner_text("main"))
+    page.context.close()
+
+
+def test_an_attention_only_session_from_opening_to_report_never_sends_the_teacher_an_emotion(browser, server,
+                                                                                             screenshots):
+    """Opened as attention only on the sessions page; a student with a camera (server mode, so the
+    server's own stream of the session runs); every socket message the teacher's page receives,
+    live and after the end, carries no emotion field or name."""
+    teacher = teacher_page(browser, server)
+    received: list = []
+    teacher.on("websocket", lambda ws: ws.on("framereceived", lambda payload: received.append(payload)))
+    teacher.goto(f"{server}/sessions")
+    teacher.fill("#title", "Attention only class")
+    teacher.select_option("#reads", "attention")
+    teacher.click("#open")
+    teacher.wait_for_url(f"{server}/sessions/*")
+    wait_for(teacher, "document.body.dataset.participants === '0'")
+    code = teacher.inner_text("#code").strip()
+    student = browser.new_context().new_page()
+    student.goto(f"{server}/join?code={code}")
+    student.fill("#name", "Ana")
+    student.click("#join-button")
+    student.wait_for_url(f"{server}/student")
+    student.goto(f"{server}/student?mode=server")
+    wait_for(student, "!document.getElementById('notice').classList.contains('hidden')")
+    assert ATTENTION_ONLY in student.inner_text("#consent")
+    student.check("#agree")
+    student.click("#start")
+    wait_for(student, "Number(document.body.dataset.answers || 0) >= 6", timeout=60_000)
+    wait_for(teacher, "(() => { const t = document.querySelector('.tile .attention');"
+             " return t && t.textContent.startsWith('facing · '); })()", timeout=20_000)
+    teacher.screenshot(path=str(screenshots / "dashboard-attention-only-live.png"), full_page=True)
+    assert not teacher.is_visible("#mood-card") and not teacher.is_visible(".tile .emotion")
+    teacher.once("dialog", lambda dialog: dialog.accept())
+    teacher.click("#end")
+    wait_for(teacher, "document.body.dataset.live === 'false'", timeout=15_000)
+    teacher.goto(teacher.url + "/report")
+    wait_for(teacher, "document.body.dataset.ready === '1'", timeout=15_000)
+    assert not EMOTION_NAMES.search(teacher.inner_text("main"))
+    student.context.close()
+    teacher.context.close()
+    snapshots = [json.loads(p) for p in received if isinstance(p, str)]
+    assert len(snapshots) >= 3 and any(s["participants"] for s in snapshots)
+    for snapshot in snapshots:
+        emotion_free(snapshot)

@@ -22,7 +22,6 @@ from moodlens.web.parity import browser_analyze, compare, parity_frames  # noqa:
 from moodlens.web.server import default_recognizer  # noqa: E402
 from test_pose import mirror  # noqa: E402
 from test_web_browser import TOKEN, browser, camera_file, playwright, served, server, wait_for  # noqa: E402, F401  (fixtures)
-from test_web_scores import attention_only  # noqa: E402
 
 
 def test_in_browser_mode_the_student_page_sends_only_small_json(browser, served):  # noqa: F811
@@ -169,13 +168,13 @@ def test_the_browser_pose_is_pythons_on_the_same_landmarks(browser, server):  # 
     assert max(abs(a["yaw"]) for a, _ in pairs) > 5
 
 
-def test_an_attention_only_page_never_loads_the_emotion_model_and_sends_no_scores(browser, served, monkeypatch):  # noqa: F811
+def test_an_attention_only_page_never_loads_the_emotion_model_and_sends_no_scores(browser, served):  # noqa: F811
     import httpx
 
     server, app = served
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    session = httpx.post(f"{server}/api/sessions", json={"title": "attention only"}, headers=auth).json()["session"]
-    attention_only(app.state.moodlens, session["id"], monkeypatch)
+    session = httpx.post(f"{server}/api/sessions", json={"title": "attention only", "emotions": False},
+                         headers=auth).json()["session"]
     page = browser.new_context().new_page()
     requested: list[str] = []
     sent: list = []

@@ -227,3 +227,136 @@ def test_an_ended_session_is_assessed_once_until_its_seconds_change(tmp_path, mo
     store.add_seconds(session.id, [SecondRecord(30, pid, "happy", {"happy": 1.0}, 2)])  # a late second
     assert review(store, store.get_session(session.id))["participants"][0]["seconds"] == 31 and len(runs) == 4
     store.close()
+
+
+def attention_seconds(plan: dict[int, str]) -> list[SecondRecord]:
+    """Scripted attention-only seconds: participant id -> one letter a second, ``f`` facing, ``a``
+    away, ``n`` out of view, ``-`` camera off (no record)."""
+    state = {"f": "facing", "a": "away", "n": "no_face"}
+    return [SecondRecord(s, pid, None, {}, 2, attention=state[c]) for pid, line in plan.items()
+            for s, c in enumerate(line) if c != "-"]
+
+
+def test_the_live_view_shows_the_share_attending_now_and_over_the_lesson(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    session = store.create_session("s", FER2013_CLASSES, started_at=0.0, emotions=False)
+    clock = [12.5]
+    live = LiveSession(session, lambda: clock[0])
+    ana, ben, cai, dee = (live.add(store.add_participant(session.id, n, "student", joined_at=0.0))
+                          for n in ("Ana", "Ben", "Cai", "Dee"))
+    for p in (ana, ben, cai):
+        p.connections = 1
+    records = attention_seconds({ana.id: "f" * 12, ben.id: "ffffffaaaaaa", cai.id: "ffffffffnnnn", dee.id: "ffff"})
+    live.count(records)
+    for r in records:
+        live.participants[r.track_id].recent.append(r)
+        live.participants[r.track_id].last_frame = r.second + 0.5
+    snap = live.snapshot()
+    # the watch has taken seconds 0-10 (settle_s 2): at 10 Ana faces, Ben is away, Cai is out of
+    # view; Dee's camera went off at 4, which says nothing about attention
+    assert snap["attending_now"] == {"facing": 1, "on_camera": 3, "share": 0.3333}
+    assert snap["attending"] == {"facing": 4 + 11 + 6 + 8, "on_camera": 4 + 3 * 11, "share": round(29 / 37, 4)}
+    assert snap["timeline"]["seconds"] == list(range(11))
+    assert snap["timeline"]["attending"][:4] == [1.0] * 4 and snap["timeline"]["on_camera"][:5] == [4, 4, 4, 4, 3]
+    tiles = {t["name"]: t for t in snap["participants"]}
+    assert {n: t["attention"] for n, t in tiles.items()} == \
+        {"Ana": "facing", "Ben": "away", "Cai": "no_face", "Dee": "camera_off"}
+    assert tiles["Ben"]["attending"] == round(6 / 11, 4) and tiles["Dee"]["attending"] == 1.0
+    assert tiles["Ben"]["focus"][-1] == [11, "away"] and tiles["Ben"]["focus"][0] == [0, "facing"]
+    store.close()
+
+
+def test_the_live_attention_flags_are_the_stored_reviews(tmp_path):
+    """An attention-only class: seconds closing out of order, one student's in late bursts, one
+    who looks away for 50 s, one out of view for 70 s, one away for 35 s (not long enough) and
+    one who leaves while looking away. Every poll shows the review's flags so far, raised after
+    40 s away and 60 s out of view, and none blinks."""
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    session = store.create_session("s", FER2013_CLASSES, started_at=0.0, emotions=False)
+    clock = [0.0]
+    live = LiveSession(session, lambda: clock[0])
+    people = [live.add(store.add_participant(session.id, f"P{i}", "student", joined_at=0.0)) for i in range(6)]
+    plan = {people[0].id: "f" * 20 + "a" * 50 + "f" * 80,
+            people[1].id: "f" * 30 + "n" * 70 + "f" * 50,
+            people[2].id: "f" * 40 + "a" * 35 + "f" * 75,
+            people[3].id: "f" * 60 + "a" * 45,  # leaves at 105 while still away
+            people[4].id: "f" * 150,
+            people[5].id: "f" * 10 + "a" * 39 + "f" * 101}
+    by_second: dict[int, list[SecondRecord]] = {}
+    for r in attention_seconds(plan):
+        by_second.setdefault(r.second, []).append(r)
+    shown: dict[str, list] = {}  # name -> the flags shown at each poll, in order
+    late: list[SecondRecord] = []
+    burst: list[SecondRecord] = []
+    for second in range(150):
+        batch = by_second.get(second, [])
+        burst += [r for r in batch if r.track_id == people[0].id]
+        rest = [r for r in batch if r.track_id != people[0].id]
+        live.count(rest[:2])
+        live.count(late)
+        late = rest[2:]
+        if len(burst) == 6:
+            live.count(burst)
+            burst = []
+        clock[0] = second + 1.2
+        for p in people:
+            p.connections = 0 if p is people[3] and second >= 105 else 1
+        snap = live.snapshot()
+        assert "mood" not in snap and "emotion" not in snap["participants"][0]
+        for tile in snap["participants"]:
+            shown.setdefault(tile["name"], []).append([(f["reason"], f["start"]) for f in tile["flags"]])
+        store.add_seconds(session.id, batch)
+    tiles = {t["name"]: t for t in snap["participants"]}
+    store.end_session(session.id, 150.0)
+    stored = {t["name"]: t["flags"] for t in review(store, store.get_session(session.id))["participants"]}
+    for name, tile in tiles.items():
+        assert [(f["reason"], f["start"], f["end"]) for f in tile["past"]] == \
+            [(f["reason"], f["start"], f["end"]) for f in stored[name]], name
+    assert {n: [(f["reason"], f["start"], f["end"]) for f in flags] for n, flags in stored.items() if flags} == \
+        {"P0": [("looking_away", 20, 69)], "P1": [("not_in_view", 30, 99)], "P3": [("looking_away", 60, 104)]}
+    # raised once, when the state had lasted 40 s (60 s) by the seconds the watch had taken
+    for name, reason, start, needed in (("P0", "looking_away", 20, 40), ("P1", "not_in_view", 30, 60)):
+        polls = [i for i, up in enumerate(shown[name]) if up]
+        assert polls == list(range(polls[0], polls[-1] + 1)), f"{name}'s flag blinked"
+        assert shown[name][polls[0]] == [(reason, start)]
+        # poll i is at second i + 1, the watch settle_s (2) behind it, or more while P0's seconds wait
+        assert start + needed - 1 <= polls[0] - 1 <= start + needed - 1 + 6
+    assert tiles["P3"]["status"] == "left" and not tiles["P3"]["flags"]  # left: not flagged any more
+    store.close()
+
+
+@pytest.mark.parametrize("drifters, emotions", [(8, False), (2, False), (8, True)])
+def test_the_report_gives_each_students_attention_and_the_stretches_the_class_drifted(tmp_path, drifters, emotions):
+    from moodlens.web.dashboard import DRIFT_SHARE, lesson_report, report_csv
+
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    session = store.create_session("Maths", FER2013_CLASSES, started_at=0.0, emotions=emotions)
+    people = [store.add_participant(session.id, f"P{i}", "student", joined_at=0.0).id for i in range(10)]
+    # the drifters look away from 300 to 359; P9 is also out of view for 100 s and off for 50
+    plan = {pid: "f" * 300 + ("a" if i < drifters else "f") * 60 + "f" * 240 for i, pid in enumerate(people)}
+    plan[people[9]] = "f" * 100 + "n" * 100 + "-" * 50 + "f" * 350
+    neutral = {c: (0.7 if c == "neutral" else 0.05) for c in FER2013_CLASSES}
+    store.add_seconds(session.id, [SecondRecord(r.second, r.track_id, "neutral", neutral, 2, attention=r.attention)
+                                   for r in attention_seconds(plan)])
+    store.end_session(session.id, 600.0)
+    report = lesson_report(store, store.get_session(session.id))
+    attention = report["attention"]
+    assert attention["drift_share"] == DRIFT_SHARE
+    if drifters == 8:
+        [drift] = attention["drifts"]
+        assert drift["start"] == 300 and drift["end"] == 359 and drift["lowest"] == pytest.approx(0.2)
+    else:
+        assert attention["drifts"] == []
+    away = 60 * drifters
+    assert attention["attending"] == {"facing": 5950 - away - 100, "on_camera": 5950,
+                                      "share": round((5850 - away) / 5950, 4)}
+    assert len(attention["curve"]["seconds"]) == 60 and attention["curve"]["faces"][0] == 10
+    rows = {s["name"]: s for s in report["students"]}
+    assert rows["P0"]["attending"] == 0.9 and rows["P0"]["looking_away_s"] == 60
+    assert rows["P9"]["not_in_view_s"] == 100 and rows["P9"]["on_camera_s"] == 550
+    assert rows["P9"]["attending"] == round(450 / 550, 4) and rows["P9"]["focus"][0] == [0, "facing"]
+    assert [f["reason"] for f in rows["P9"]["flags"]] == ["not_in_view"]
+    assert ("mood" in report, "usual" in rows["P0"], "spark" in rows["P0"]) == (emotions,) * 3
+    header = report_csv(report).splitlines()[0].split(",")
+    assert "attending_share" in header and ("usual_expression" in header) is emotions
+    store.close()

@@ -26,8 +26,13 @@ def happy() -> str:
     return json.dumps({"face": {"box": [100, 80, 120, 140], "scores": {c: 0.7 if c == "happy" else 0.05 for c in CLASSES}}})
 
 
-def open_session(client, privacy: str) -> dict:  # noqa: F811
-    r = client.post("/api/sessions", json={"title": "class", "privacy": privacy}, headers=AUTH)
+def facing() -> str:  # an attention-only session's message: a face and its pose, no scores
+    return json.dumps({"face": {"box": [100, 80, 120, 140], "pose": {"yaw": 5.0, "pitch": 0.0, "roll": 0.0,
+                                                                    "confidence": 0.9}}})
+
+
+def open_session(client, privacy: str, emotions: bool = True) -> dict:  # noqa: F811
+    r = client.post("/api/sessions", json={"title": "class", "privacy": privacy, "emotions": emotions}, headers=AUTH)
     assert r.status_code == 201
     return r.json()["session"]
 
@@ -40,15 +45,15 @@ def students(client, session: dict, n: int) -> list[str]:  # noqa: F811
     return tokens
 
 
-def stream(client, clock, session, tokens, seconds: int = 3) -> dict:  # noqa: F811
-    """Each student sends two happy messages a second for ``seconds`` (all sockets open at once);
-    the dashboard's view at the end."""
+def stream(client, clock, session, tokens, seconds: int = 3, message=happy) -> dict:  # noqa: F811
+    """Each student sends two ``message``s (happy faces) a second for ``seconds`` (all sockets
+    open at once); the dashboard's view at the end."""
     with ExitStack() as stack:
         sockets = [stack.enter_context(client.websocket_connect(f"/ws/student/scores?token={t}")) for t in tokens]
         for k in range(seconds * 2):
             clock.t = session["started_at"] + 0.25 + k * 0.5
             for ws in sockets:
-                ws.send_text(happy())
+                ws.send_text(message())
                 ws.receive_json()
         view = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()
     return view
@@ -81,15 +86,36 @@ def test_class_only_shows_no_student_and_the_class_only_from_five(client, clock)
     review = client.get(f"/api/sessions/{session['id']}", headers=AUTH).json()
     assert review["participants"] == [] and review["students"] == 5 and review["mood"]["happy"] == 1.0
     export = client.get(f"/api/sessions/{session['id']}/export?format=json", headers=AUTH).json()
-    assert export["seconds"] and all(set(row) == {"second", "judged", "shares"} for row in export["seconds"])
-    assert all(row["judged"] >= 5 for row in export["seconds"])
+    rows = export["seconds"]
+    assert rows and all(set(row) == {"second", "on_camera", "attending", "judged", "shares"} for row in rows)
+    assert all(row["judged"] >= 5 and row["on_camera"] >= 5 and row["attending"] == 1.0 for row in rows)
     csv = client.get(f"/api/sessions/{session['id']}/export?format=csv", headers=AUTH).text
-    assert csv.splitlines()[0] == "second,judged," + ",".join(CLASSES)
+    assert csv.splitlines()[0] == "second,on_camera,attending,judged," + ",".join(CLASSES)
     assert "S0" not in csv
     report = client.get(f"/api/sessions/{session['id']}/report", headers=AUTH).json()
     assert report["privacy"] == "class_only" and report["students"] == [] and report["flags"] == []
     assert report["students_count"] == 5 and any(report["mood"]["shares"])
     assert "S0" not in client.get(f"/api/sessions/{session['id']}/report?format=csv", headers=AUTH).text
+
+
+def test_an_attention_only_class_only_session_shows_the_class_attending_from_five(client, clock):  # noqa: F811
+    session = open_session(client, "class_only", emotions=False)
+    tokens = students(client, session, 5)
+    few = stream(client, clock, session, tokens[:4], message=facing)
+    assert few["participants"] == [] and few["hidden"] and few["attending"] is None and few["attending_now"] is None
+    assert few["timeline"]["seconds"] == [] and "mood" not in few
+    enough = stream(client, clock, session, tokens, message=facing)
+    assert enough["attending_now"] == {"facing": 5, "on_camera": 5, "share": 1.0} and "mood" not in enough
+    assert enough["timeline"]["seconds"] and min(enough["timeline"]["on_camera"]) >= 5
+    client.post(f"/api/sessions/{session['id']}/end", headers=AUTH)
+    export = client.get(f"/api/sessions/{session['id']}/export?format=json", headers=AUTH).json()
+    assert export["seconds"] and all(set(row) == {"second", "on_camera", "attending"} for row in export["seconds"])
+    csv = client.get(f"/api/sessions/{session['id']}/export?format=csv", headers=AUTH).text
+    assert csv.splitlines()[0] == "second,on_camera,attending"
+    report = client.get(f"/api/sessions/{session['id']}/report", headers=AUTH).json()
+    assert report["students"] == [] and "mood" not in report
+    curve = report["attention"]["curve"]
+    assert any(curve["attending"]) and all(a is None for a, n in zip(curve["attending"], curve["faces"]) if n < 5)
 
 
 def test_per_student_sessions_show_every_student(client, clock):  # noqa: F811

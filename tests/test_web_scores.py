@@ -28,8 +28,8 @@ MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
-def join(client, name="Ana") -> tuple[dict, str]:  # noqa: F811
-    session = client.post("/api/sessions", json={"title": "maths"}, headers=AUTH).json()["session"]
+def join(client, name="Ana", emotions: bool = True) -> tuple[dict, str]:  # noqa: F811
+    session = client.post("/api/sessions", json={"title": "maths", "emotions": emotions}, headers=AUTH).json()["session"]
     r = client.post("/api/join", json={"code": session["code"], "name": name})
     client.cookies.clear()
     return session, r.json()["token"]
@@ -42,21 +42,6 @@ def scores(top: str, p: float = 0.7) -> dict:
 
 def pose(yaw: float = 10.0, pitch: float = -5.0, roll: float = 2.0, confidence: float = 0.9) -> dict:
     return {"yaw": yaw, "pitch": pitch, "roll": roll, "confidence": confidence}
-
-
-def attention_only(ml, session_id: int, monkeypatch) -> None:
-    """Make an open session attention only (``Session.emotions`` False) where the server reads it:
-    its live session and the sessions the store returns. A stand-in until the store keeps the
-    setting (issue #22), when a session is created with it instead."""
-    monkeypatch.setattr(ml.live_session(session_id).info, "emotions", False, raising=False)
-    get_session = ml.store.get_session
-
-    def attention_only_session(sid):
-        session = get_session(sid)
-        if session is not None and session.id == session_id:
-            session.emotions = False
-        return session
-    monkeypatch.setattr(ml.store, "get_session", attention_only_session)
 
 
 def test_the_browser_config_is_read_from_the_servers_pipeline_and_model_metadata(client, recognizer):  # noqa: F811
@@ -205,17 +190,15 @@ def test_the_pose_a_browser_sends_reaches_the_per_second_records(client, clock):
     assert records[0].attention == "facing"
 
 
-def test_an_attention_only_session_takes_faces_and_poses_but_no_scores(client, clock, monkeypatch):  # noqa: F811
-    session, token = join(client)
+def test_an_attention_only_session_takes_faces_and_poses_but_no_scores(client, clock):  # noqa: F811
+    session, token = join(client, emotions=False)
     client.cookies.set("moodlens_student", token)
-    assert client.get("/api/me").json()["session"]["emotions"] is True
-    attention_only(client.app.state.moodlens, session["id"], monkeypatch)
     assert client.get("/api/me").json()["session"]["emotions"] is False  # what tells the page to load no emotion model
     with client.websocket_connect(f"/ws/student/scores?token={token}") as ws:
         clock.t = session["started_at"] + 0.25
         ws.send_text(json.dumps({"face": {"box": [100, 80, 120, 140], "pose": pose(20.0)}}))
         face = ws.receive_json()["face"]
-        assert (face["status"], face["emotion"], face["scores"]) == ("ok", None, {})
+        assert face["status"] == "ok" and "emotion" not in face and "scores" not in face
         assert face["pose"]["yaw"] == 20.0
         ws.send_text(json.dumps({"face": {"box": [100, 80, 120, 140], "pose": pose(), "scores": scores("sad")}}))
         refused = ws.receive_json()

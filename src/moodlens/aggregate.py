@@ -6,14 +6,14 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from moodlens.faces import NO_FACE, Frame
-from moodlens.focus import Focus, FocusRules
+from moodlens.focus import FACING, ON_CAMERA, Focus, FocusRules
 
 
 @dataclass
@@ -142,6 +142,20 @@ def class_timeline(records: Iterable[SecondRecord],
     for r in records:
         by_second[r.second].append(r)
     return [(s, mood(rs, classes), sum(1 for r in rs if r.emotion)) for s, rs in sorted(by_second.items())]
+
+
+def attending(states: Mapping[str | None, int]) -> dict:
+    """How much of the class faced the screen: ``states`` counts face-seconds by attention state
+    (a :class:`~collections.Counter` of :attr:`SecondRecord.attention`); the share is of those
+    with the camera on (facing, away or out of view), since a camera that is off says nothing
+    about attention. ``{"facing", "on_camera", "share"}``, the share None when no camera was on.
+
+    >>> attending(Counter(["facing", "facing", "away", None]))
+    {'facing': 2, 'on_camera': 3, 'share': 0.6667}
+    """
+    on = sum(states.get(s, 0) for s in ON_CAMERA)
+    facing = states.get(FACING, 0)
+    return {"facing": facing, "on_camera": on, "share": round(facing / on, 4) if on else None}
 
 
 # Emotions that, held for a while, suggest a student may need the teacher's attention.

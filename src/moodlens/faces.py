@@ -67,9 +67,10 @@ class Face:
         """Probability of the reported emotion (0 when there is none)."""
         return self.scores.get(self.emotion, 0.0) if self.emotion else 0.0
 
-    def to_dict(self) -> dict:
-        """JSON-ready form, as served by the CLI and the web API."""
-        return {
+    def to_dict(self, emotions: bool = True) -> dict:
+        """JSON-ready form, as served by the CLI and the web API; without ``emotions`` (a session
+        that reads none) no emotion or scores field at all, not even an empty one."""
+        out = {
             "box": [int(v) for v in self.box],
             "landmarks": None if self.landmarks is None else np.round(self.landmarks, 1).tolist(),
             "detection_score": round(float(self.detection_score), 4),
@@ -79,6 +80,9 @@ class Face:
             "track_id": self.track_id,
             "pose": None if self.pose is None else self.pose.to_dict(),
         }
+        if not emotions:
+            del out["emotion"], out["scores"]
+        return out
 
 
 @dataclass

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 FACING, AWAY, NO_FACE, CAMERA_OFF = "facing", "away", "no_face", "camera_off"
 STATES = (FACING, AWAY, NO_FACE, CAMERA_OFF)
+ON_CAMERA = (FACING, AWAY, NO_FACE)  # the states of a participant whose camera sends frames
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ itself. Recognition uses one shared :class:`~moodlens.recognizer.Recognizer` and
 Every participant has its own :class:`~moodlens.aggregate.Timeline`; the seconds it closes go to
 the :class:`Recorder`, which writes them to the store in batches on its own thread, and to the
 :class:`LiveSession`, whose :class:`~moodlens.attention.ClassWatch` raises the flags the dashboard
-shows (the same the stored review shows) and whose recent seconds give the class mood.
+shows (the same the stored review shows) and whose recent seconds give the class mood and the
+share of the class facing the screen (a session that reads no emotion has no mood).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import queue
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from moodlens.aggregate import SecondRecord, Timeline
+from moodlens.aggregate import SecondRecord, Timeline, attending
 from moodlens.attention import NO_FACE, ClassWatch, Rules, Watch
 from moodlens.faces import Face, Frame
+from moodlens.focus import CAMERA_OFF
 from moodlens.journal import Journal
 from moodlens.store import Participant, Session
 
@@ -155,15 +157,19 @@ class LiveParticipant:
         return closed
 
     def view(self, now: int, watch: Watch | None, classes: tuple[str, ...], acknowledged: set[int],
-             spark_s: int = 60) -> dict:
-        """The dashboard tile at ``now`` (the current session second): current emotion, a
-        sparkline of the last ``spark_s`` seconds, the usual expression and the flags up now.
+             attended: Mapping[str | None, int] | None = None, emotions: bool = True, spark_s: int = 60) -> dict:
+        """The dashboard tile at ``now`` (the current session second): connection status, the
+        attention state now (``attention``: a :mod:`moodlens.focus` state, None while unknown),
+        the share of the lesson so far spent facing the screen (``attending``, from ``attended``,
+        this participant's face-seconds by state), a line of the last ``spark_s`` seconds'
+        states (``focus``) and the flags up now; with ``emotions``, also the current emotion, a
+        sparkline of them and the usual expression.
 
         ``status``: ``left`` (sent before, gone now; ``left_at`` says when), ``offline`` (not
         sending: a camera not started, paused or stopped, a gallery tile whose share ended), ``unknown`` (connected but
         no frame for 3 s), ``no_face``, or the face's status."""
         with self.lock:
-            recent = list(self.recent)
+            recent = [r for r in self.recent if r.second > now - spark_s]
             face, last_frame = self.face, self.last_frame
         connected = self.connections > 0
         stale = last_frame is None or now - last_frame > 3
@@ -173,22 +179,26 @@ class LiveParticipant:
             status = "left" if gone else OFFLINE
         else:
             status = "unknown" if stale else NO_FACE if face is None else face.status
-        showing = connected and not stale and face is not None
         flags = watch.flags() if watch else []
         # a participant who left is "left", not flagged; a tile whose share ended is watched by no one
         up = [f for f in flags if f.end is None] if connected else []
-        return {**self.info.to_dict(), "connected": connected, "status": status,
+        tile = {**self.info.to_dict(), "connected": connected, "status": status,
                 "left_at": int(last_sent) if status == "left" else None,
+                "attention": CAMERA_OFF if not connected else None if stale or not recent else recent[-1].attention,
+                "attending": attending(attended or {})["share"], "focus": focus_line(recent),
+                "flags": [{**f.to_dict(now - 1), "acknowledged": f.start in acknowledged} for f in up],
+                "past": [f.to_dict() for f in flags if f.end is not None]}
+        if emotions:
+            showing = connected and not stale and face is not None
+            tile.update({
                 "emotion": face.emotion if showing else None,
                 "confidence": round(face.confidence, 3) if showing else 0.0,
                 "usual": watch.usual_emotion(classes) if watch else None,
                 "deviation": round(watch.last_deviation, 3) if watch and watch.baseline is not None else None,
                 # more negative than usual just now, not (yet) for long enough to flag: a lighter tint
-                "rising": bool(connected and not up and watch and watch.baseline is not None
-                               and watch.last_vote > 0),
-                "spark": spark([r for r in recent if r.second > now - spark_s]),
-                "flags": [{**f.to_dict(now - 1), "acknowledged": f.start in acknowledged} for f in up],
-                "past": [f.to_dict() for f in flags if f.end is not None]}
+                "rising": bool(connected and not up and watch and watch.baseline is not None and watch.last_vote > 0),
+                "spark": spark(recent)})
+        return tile
 
 
 class LiveSession:
@@ -211,7 +221,8 @@ class LiveSession:
         self.participants: dict[int, LiveParticipant] = {}
         self.seconds: dict[int, dict[int, SecondRecord]] = {}  # second -> participant id -> record
         self.closed: dict[int, int] = {}  # participant id -> newest second closed
-        self.watch = ClassWatch(info.classes, rules)
+        self.watch = ClassWatch(info.classes, rules, emotions=info.emotions)
+        self.attended: dict[int, Counter] = {}  # participant id -> face-seconds by attention state, as stepped
         self.acknowledged: dict[int, set[int]] = {}  # participant id -> starts of acknowledged flags
         self.lock = threading.Lock()
         self.gallery = None  # the shared gallery's tiles (web.tiles.GalleryTiles) once shared
@@ -247,39 +258,58 @@ class LiveSession:
             return True
 
     def advance(self, until: int) -> None:
-        """Step the watch through the seconds up to ``until`` (call with ``lock`` held)."""
+        """Step the watch through the seconds up to ``until``, counting each participant's
+        face-seconds by attention state as it goes (call with ``lock`` held)."""
         start = self.watch.second + 1 if self.watch.second is not None else min(self.seconds, default=until + 1)
         for second in range(start, until + 1):
-            self.watch.step(second, self.seconds.get(second, {}))
+            records = self.seconds.get(second, {})
+            self.watch.step(second, records)
+            for pid, r in records.items():
+                self.attended.setdefault(pid, Counter())[r.attention] += 1
 
     def snapshot(self, timeline_s: int = 300) -> dict:
-        """What the dashboard shows now (the same shape as :func:`moodlens.web.dashboard.review`)."""
+        """What the dashboard shows now (the same shape as :func:`moodlens.web.dashboard.review`):
+        the tiles, the share of the class facing the screen in the newest second the watch has
+        taken (``attending_now``) and over the lesson so far (``attending``), the class timeline
+        and, unless the session reads no emotion, the class mood."""
         now = self.now()
         second = int(math.floor(now))
-        classes = self.info.classes
+        classes, emotions = self.info.classes, self.info.emotions
         with self.lock:
             people = list(self.participants.values())
             waiting = [self.closed[p.id] for p in people if p.connections > 0 and p.id in self.closed]
             self.advance(max(second - self.lag_s, min([second - self.settle_s, *waiting])))
-            tiles = [p.view(second, self.watch.watches.get(p.id), classes, self.acknowledged.get(p.id, set()))
-                     for p in people]
+            tiles = [p.view(second, self.watch.watches.get(p.id), classes, self.acknowledged.get(p.id, set()),
+                            self.attended.get(p.id), emotions) for p in people]
             settled = self.watch.second if self.watch.second is not None else -1
             window = {s: dict(rs) for s, rs in self.seconds.items() if s > second - timeline_s}
+            lesson = sum(self.attended.values(), Counter())
         tiles.sort(key=attention_order)
         # the seconds the watch has taken: a second one student has closed and the others not yet
         # would show that one student's reading as the whole class's
-        closed = [s for s in window if s <= settled]
-        latest = max(closed, default=second - 1)
-        mood, faces = window_mood([r for s in closed if s > latest - self.mood_s for r in window[s].values()],
-                                  classes)
-        seconds = sorted(closed)
-        timeline = {"seconds": seconds,
-                    "shares": [_shares(window[s].values(), classes) for s in seconds],
-                    "judged": [sum(1 for r in window[s].values() if r.emotion) for s in seconds]}
-        return {"session": self.info.to_dict(), "classes": list(classes), "live": not self.ended,
-                "now": round(now, 2), "mood": mood, "judged": faces, "mood_s": self.mood_s,
-                "present": sum(t["connected"] for t in tiles), "participants": tiles, "timeline": timeline,
+        seconds = sorted(s for s in window if s <= settled)
+        states = [Counter(r.attention for r in window[s].values()) for s in seconds]
+        view = {"session": self.info.to_dict(), "live": not self.ended, "now": round(now, 2),
+                "present": sum(t["connected"] for t in tiles), "participants": tiles,
+                "attending_now": attending(states[-1] if states else Counter()), "attending": attending(lesson),
+                "timeline": {"seconds": seconds, **attention_series(states)},
                 "flagged": sum(any(not f["acknowledged"] for f in t["flags"]) for t in tiles)}
+        if emotions:
+            latest = seconds[-1] if seconds else second - 1
+            mood, faces = window_mood([r for s in seconds if s > latest - self.mood_s for r in window[s].values()],
+                                      classes)
+            view.update(classes=list(classes), mood=mood, judged=faces, mood_s=self.mood_s)
+            view["timeline"].update(shares=[_shares(window[s].values(), classes) for s in seconds],
+                                    judged=[sum(1 for r in window[s].values() if r.emotion) for s in seconds])
+        return view
+
+
+def attention_series(states: Sequence[Counter]) -> dict:
+    """A timeline's attention, point by point from each point's face-seconds by state: the share
+    facing the screen (``attending``, None where no camera was on) and the face-seconds with the
+    camera on (``on_camera``)."""
+    points = [attending(c) for c in states]
+    return {"attending": [p["share"] for p in points], "on_camera": [p["on_camera"] for p in points]}
 
 
 def attention_order(tile: dict) -> tuple:
@@ -301,20 +331,26 @@ def _shares(records: Iterable[SecondRecord], classes: Sequence[str]) -> list[flo
     return [round(counts[c] / judged, 4) if judged else 0.0 for c in classes]
 
 
-def spark(records: Sequence[SecondRecord], bins: int = 120, start: int | None = None) -> list[list]:
-    """A participant's sparkline: ``[second, emotion or None, confidence]`` per second, or per bin
-    of seconds (most frequent emotion, its mean probability) when they span more than ``bins``
-    seconds from ``start`` (default: the first record). Bins are fixed stretches of time, so
-    seconds without a record stay gaps."""
+def _binned(records: Sequence[SecondRecord], bins: int, start: int | None) -> dict[int, list[SecondRecord]]:
+    """Records by fixed stretches of time from ``start`` (default: the first record), each as
+    long as makes at most ``bins`` of them up to the last record; seconds without a record stay
+    gaps."""
     if not records:
-        return []
+        return {}
     start = records[0].second if start is None else start
     size = max(1, math.ceil((records[-1].second - start + 1) / bins))
     chunks: dict[int, list[SecondRecord]] = {}
     for r in records:
         chunks.setdefault(start + (r.second - start) // size * size, []).append(r)
+    return chunks
+
+
+def spark(records: Sequence[SecondRecord], bins: int = 120, start: int | None = None) -> list[list]:
+    """A participant's sparkline: ``[second, emotion or None, confidence]`` per second, or per bin
+    of seconds (most frequent emotion, its mean probability) when they span more than ``bins``
+    seconds from ``start`` (default: the first record)."""
     out = []
-    for second, chunk in chunks.items():
+    for second, chunk in _binned(records, bins, start).items():
         emotions = Counter(r.emotion for r in chunk if r.emotion)
         if not emotions:
             out.append([second, None, 0.0])
@@ -323,3 +359,10 @@ def spark(records: Sequence[SecondRecord], bins: int = 120, start: int | None = 
         conf = sum(r.scores.get(top, 0.0) for r in chunk if r.emotion == top) / emotions[top]
         out.append([second, top, round(conf, 3)])
     return out
+
+
+def focus_line(records: Sequence[SecondRecord], bins: int = 120, start: int | None = None) -> list[list]:
+    """A participant's attention over time, binned as :func:`spark`: ``[second, state]`` (the
+    most frequent :mod:`moodlens.focus` state of the bin; None where it was not known)."""
+    return [[second, Counter(r.attention for r in chunk).most_common(1)[0][0]]
+            for second, chunk in _binned(records, bins, start).items()]

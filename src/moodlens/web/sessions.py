@@ -54,7 +54,11 @@ async def create_session(request: Request, ml: State) -> dict:
     mode = body.get("privacy") or PRIVACY_MODES[0]
     if mode not in PRIVACY_MODES:
         raise HTTPException(400, f"privacy must be one of: {', '.join(PRIVACY_MODES)}")
-    session = await run_in_threadpool(ml.store.create_session, title, ml.recognizer.classes, "class", ml.clock(), mode)
+    emotions = body.get("emotions", True)
+    if not isinstance(emotions, bool):
+        raise HTTPException(400, "emotions must be true (read expressions and attention) or false (attention only)")
+    session = await run_in_threadpool(ml.store.create_session, title, ml.recognizer.classes, "class", ml.clock(), mode,
+                                      emotions)
     await run_in_threadpool(ml.live_session, session)
     return {"session": session.to_dict()}
 
@@ -182,6 +186,7 @@ async def open_class(ml: MoodLens, code: str) -> tuple[Session | None, LiveSessi
 async def me(ml: State, student: Student) -> dict:
     session = await run_in_threadpool(ml.store.get_session, student.session_id)
     return {"participant": student.to_dict(), "privacy": privacy.STATEMENT,
+            "notice": privacy.ATTENTION_ONLY if session and not session.emotions else None,
             "retention_days": await run_in_threadpool(privacy.retention_days, ml.store),
             "session": {"id": session.id, "title": session.title, "open": session.open,
                         "privacy": session.privacy, "emotions": session.emotions} if session else None}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,8 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from moodlens.annotate import hex_colors
+from moodlens.attention import Rules
+from moodlens.focus import FocusRules
 from moodlens.web import privacy
 from moodlens.web.auth import LOGIN_COOKIE, LOGIN_S, STUDENT_COOKIE
 from moodlens.web.deps import State, teacher_or_student
@@ -99,6 +102,10 @@ async def logout(request: Request, ml: State) -> Response:
 @router.get("/api/meta", dependencies=[Depends(teacher_or_student)])
 async def meta(ml: State) -> dict:
     limits = ml.limits
+    rules = Rules()
     return {"classes": list(ml.recognizer.classes), "colors": hex_colors(), "privacy": privacy.STATEMENT,
             "limits": {"image_bytes": limits.image_bytes, "video_bytes": limits.video_bytes,
-                       "frame_bytes": limits.frame_bytes}}
+                       "frame_bytes": limits.frame_bytes},
+            # the thresholds the pages explain the attention states and flags by
+            "attention": {**asdict(FocusRules()), "looking_away_s": rules.looking_away_s,
+                          "not_in_view_s": rules.not_in_view_s}}

@@ -244,12 +244,13 @@ async def attend_student(ws: WebSocket, ml: MoodLens, handler: Callable[[LiveSes
 async def ws_student(ws: WebSocket, ml: State) -> None:
     """A student's camera: their main face becomes their per-second records."""
     def frames(live: LiveSession, me: LiveParticipant) -> Callable[[bytes, float], dict]:
-        stream = ml.recognizer.open_stream()
+        emotions = live.info.emotions
+        stream = ml.recognizer.open_stream(emotions=emotions)
 
         def process(data: bytes, t: float) -> dict:
             frame = stream.push(decode_frame(ml, data), t)
             ml.record(live, me.observe(main_face(frame.faces), t))
-            return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape)}
+            return {"faces": [f.to_dict(emotions) for f in frame.faces], "shape": list(frame.shape)}
         return process
 
     await attend_student(ws, ml, frames)
@@ -266,7 +267,7 @@ async def ws_student_scores(ws: WebSocket, ml: State) -> None:
         def process(text: str, t: float) -> dict:
             face = stream.push(browser.parse_scores(text, live.info.classes, emotions), t)
             ml.record(live, me.observe(face, t))
-            return {"face": None if face is None else face.to_dict()}
+            return {"face": None if face is None else face.to_dict(emotions)}
         return process
 
     await attend_student(ws, ml, scores, run_scores)
@@ -295,7 +296,7 @@ def gallery_of(ml: MoodLens, live: LiveSession) -> GalleryTiles:
             tile = live.add(ml.store.add_participant(live.info.id, name, "tile", joined_at=ml.clock()))
             tile.connections += live.gallery.sockets  # connected while the share(s) last
             return tile
-        live.gallery = GalleryTiles(ml.recognizer, new_tile)
+        live.gallery = GalleryTiles(ml.recognizer, new_tile, emotions=live.info.emotions)
     return live.gallery
 
 
@@ -316,7 +317,7 @@ async def ws_gallery(ws: WebSocket, ml: State, session_id: RowId) -> None:
         for pid, face in assigned.items():
             ml.record(live, live.participants[pid].observe(face, t))
             if face is not None:
-                faces.append({**face.to_dict(), "participant": pid})
+                faces.append({**face.to_dict(live.info.emotions), "participant": pid})
         return {"faces": faces, "shape": list(frame.shape)}
 
     def connect() -> None:

@@ -76,11 +76,12 @@ class GalleryTiles:
         keep: a tracked face whose look falls below this is no longer trusted to its track.
         margin: the best match must beat the next by this much; closer calls are unsure.
         reach: a face within this many face sizes of a tile's last place gets a small bonus.
+        emotions: False for an attention-only session: the gallery's faces are never classified.
     """
 
     def __init__(self, recognizer: Recognizer, create: Callable[[int, int | None], object], same: float = 0.7,
-                 keep: float = 0.5, margin: float = 0.08, reach: float = 0.75):
-        self.stream = recognizer.open_stream(detect_every=2)
+                 keep: float = 0.5, margin: float = 0.08, reach: float = 0.75, emotions: bool = True):
+        self.stream = recognizer.open_stream(detect_every=2, emotions=emotions)
         self.create, self.same, self.keep, self.margin, self.reach = create, same, keep, margin, reach
         self.tiles: dict[int, Tile] = {}  # participant id -> tile
         self.by_track: dict[int, int] = {}  # tracker id -> participant id

@@ -105,16 +105,39 @@ const ML = {
     }
   },
 
-  legend(el) {
-    el.replaceChildren(...ML.meta.classes.map((name) => {
-      const item = document.createElement("span");
-      const sw = document.createElement("span");
-      sw.className = "swatch";
-      sw.style.background = ML.color(name);
-      item.append(sw, name);
-      return item;
-    }));
+  // The attention states (moodlens.focus): each one's colour and how a teacher reads it.
+  attention: {
+    facing: { color: "#1b9e8f", text: "facing the screen", short: "facing" },
+    away: { color: "#c2185b", text: "looking away", short: "looking away" },
+    no_face: { color: "#4b5563", text: "not in view", short: "not in view" },
+    camera_off: { color: null, text: "camera off", short: "camera off" },
   },
+
+  // a state in words; `short` for a small tile
+  attentionText(state, short = false) {
+    return state ? ML.attention[state][short ? "short" : "text"] : "not known yet";
+  },
+
+  percent(share) {
+    return share === null || share === undefined ? "–" : `${Math.round(100 * share)}%`;
+  },
+
+  // A legend: the emotions (unless `emotions` is false), then the attention line and states.
+  legend(el, { emotions = true, states = false, line = false } = {}) {
+    const item = (color, text, className = "swatch") => {
+      const span = document.createElement("span");
+      const sw = document.createElement("span");
+      sw.className = className;
+      sw.style.background = color;
+      span.append(sw, text);
+      return span;
+    };
+    el.replaceChildren(...(emotions ? ML.meta.classes.map((name) => item(ML.color(name), name)) : []),
+      ...(line ? [item(ML.LINE, "share facing the screen", "swatch line")] : []),
+      ...(states ? ["facing", "away", "no_face"].map((s) => item(ML.attention[s].color, ML.attention[s].text)) : []));
+  },
+
+  LINE: "#1d2330",  // the attending share drawn over a timeline
 
   fitCanvas(canvas) {
     const ratio = window.devicePixelRatio || 1;
@@ -125,7 +148,8 @@ const ML = {
     return [ctx, w, h];
   },
 
-  // Stacked area chart of the class's emotion shares over time (timeline: {seconds, shares}).
+  // The class over time (timeline: {seconds, step, shares, attending}): the emotion shares as a
+  // stacked area chart, where there are any, and the share facing the screen as a line over them.
   drawTimeline(canvas, timeline, classes) {
     const [ctx, w, h] = ML.fitCanvas(canvas);
     ctx.clearRect(0, 0, w, h);
@@ -145,7 +169,7 @@ const ML = {
     for (let i = 0; i < n; i++) {
       if (i && timeline.seconds[i] - timeline.seconds[i - 1] <= step) runs[runs.length - 1].push(i); else runs.push([i]);
     }
-    for (const run of runs) {
+    for (const run of timeline.shares ? runs : []) {
       const below = new Map(run.map((i) => [i, 0]));
       classes.forEach((name, c) => {
         ctx.beginPath();
@@ -163,12 +187,62 @@ const ML = {
         for (const i of run) below.set(i, below.get(i) + timeline.shares[i][c]);
       });
     }
+    if (timeline.attending) {
+      ML.drawShare(ctx, runs.map((run) => run.map((i) => [X(timeline.seconds[i]), X(timeline.seconds[i] + step), timeline.attending[i]])), Y);
+    }
     ctx.fillStyle = "#667085";
     ctx.textBaseline = "top";
     ctx.fillText(ML.clock(t0), pad, h - 15);
     const end = ML.clock(t1);
     ctx.fillText(end, w - 6 - ctx.measureText(end).width, h - 15);
     ctx.fillText("100%", 0, 2);
+    ctx.fillText("0%", 0, h - 30);
+  },
+
+  // A share (0-1) as a stepped line over runs of [x0, x1, share] bins, broken where the share is
+  // unknown (no camera on); white under it so it reads over the emotion colours.
+  drawShare(ctx, runs, Y) {
+    for (const [color, width] of [["#fff", 4], [ML.LINE, 2]]) {
+      ctx.strokeStyle = color;
+      ctx.lineWidth = width;
+      ctx.lineJoin = "round";
+      ctx.beginPath();
+      for (const run of runs) {
+        let drawing = false;
+        for (const [x0, x1, share] of run) {
+          if (share === null) { drawing = false; continue; }
+          if (drawing) ctx.lineTo(x0, Y(share)); else ctx.moveTo(x0, Y(share));
+          ctx.lineTo(x1, Y(share));
+          drawing = true;
+        }
+      }
+      ctx.stroke();
+    }
+  },
+
+  // Where the points of a per-second (or binned) line fall across a canvas `w` wide: the time
+  // span, and each bin's width (bins are fixed stretches of time; the smallest distance between
+  // two is one bin).
+  timeAxis(points, span, w) {
+    const t0 = span ? span[0] : points[0][0];
+    const t1 = span ? span[1] : points[points.length - 1][0] + 1;
+    let step = Infinity;
+    for (let i = 1; i < points.length; i++) step = Math.min(step, points[i][0] - points[i - 1][0]);
+    step = Number.isFinite(step) ? Math.max(1, step) : 1;
+    return { x: (second) => w * (second - t0) / Math.max(1, t1 - t0), bw: Math.max(1, w * step / Math.max(1, t1 - t0)) };
+  },
+
+  // A participant's attention line: a strip per second (or bin) in the colour of its state,
+  // blank where the camera was off.
+  drawFocus(canvas, focus, span) {
+    const [ctx, w, h] = ML.fitCanvas(canvas);
+    ctx.clearRect(0, 0, w, h);
+    if (!focus.length) return;
+    const { x, bw } = ML.timeAxis(focus, span, w);
+    for (const [second, state] of focus) {
+      ctx.fillStyle = (ML.attention[state] || {}).color || "#e3e6eb";
+      ctx.fillRect(x(second), 0, bw + 0.5, h);  // abutting: a state held is one band, not stripes
+    }
   },
 
   // A participant's sparkline: one bar per second (or bin), coloured by emotion, as tall as its probability.
@@ -178,15 +252,9 @@ const ML = {
     ctx.fillStyle = "#eef0f3";
     ctx.fillRect(0, h - 1, w, 1);
     if (!spark.length) return;
-    const t0 = span ? span[0] : spark[0][0];
-    const t1 = span ? span[1] : spark[spark.length - 1][0] + 1;
-    // bins are fixed stretches of time; the smallest distance between two is one bin
-    let step = Infinity;
-    for (let i = 1; i < spark.length; i++) step = Math.min(step, spark[i][0] - spark[i - 1][0]);
-    step = Number.isFinite(step) ? Math.max(1, step) : 1;
-    const bw = Math.max(1, w * step / Math.max(1, t1 - t0));
+    const { x: X, bw } = ML.timeAxis(spark, span, w);
     for (const [second, emotion, conf] of spark) {
-      const x = w * (second - t0) / Math.max(1, t1 - t0);
+      const x = X(second);
       if (emotion) {
         ctx.fillStyle = ML.color(emotion);
         const bh = h * (0.35 + 0.65 * conf);  // visible even when the model is unsure
