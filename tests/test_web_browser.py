@@ -558,14 +558,14 @@ def _no_sideways_overflow(page) -> None:
     assert width <= page.viewport_size["width"], f"the page is {width} px wide on a {page.viewport_size['width']} px screen"
 
 
-def test_a_class_of_50_fits_a_laptop_screen_flagged_first(browser, served, screenshots):
-    url, app = served
-    session, feed = _class_of(app, 50, 120, 5, ended=False)
+def _keep_feeding(session, feed, second: int):
+    """Feed a live class from ``second`` on, each second as the clock passes it, so the class
+    goes on while the page is looked at; returns the function that stops it."""
     running = threading.Event()
     running.set()
 
-    def keep_feeding() -> None:  # the class goes on while the page is looked at
-        second = 120
+    def keep_feeding() -> None:
+        nonlocal second
         while running.is_set():
             if time.time() - session.started_at > second + 1:
                 feed(second)
@@ -574,6 +574,17 @@ def test_a_class_of_50_fits_a_laptop_screen_flagged_first(browser, served, scree
 
     feeder = threading.Thread(target=keep_feeding, daemon=True)
     feeder.start()
+
+    def stop() -> None:
+        running.clear()
+        feeder.join()
+    return stop
+
+
+def test_a_class_of_50_fits_a_laptop_screen_flagged_first(browser, served, screenshots):
+    url, app = served
+    session, feed = _class_of(app, 50, 120, 5, ended=False)
+    stop_feeding = _keep_feeding(session, feed, 120)
     page = teacher_page(browser, url)
     page.set_viewport_size({"width": 1366, "height": 768})
     page.goto(f"{url}/sessions/{session.id}")
@@ -601,8 +612,7 @@ def test_a_class_of_50_fits_a_laptop_screen_flagged_first(browser, served, scree
     _no_sideways_overflow(page)
     page.screenshot(path=str(screenshots / "dashboard-50-phone.png"))
     page.context.close()
-    running.clear()
-    feeder.join()
+    stop_feeding()
     app.state.moodlens.live.pop(session.id, None)
 
 
@@ -734,19 +744,7 @@ def test_an_attention_only_class_on_the_teachers_pages(browser, served, screensh
     url, app = served
     now = {4: [(120, 260, "away")], 1: [(170, 240, "no_face")], 2: [(185, 200, "away")], 9: [(195, 230, "away")]}
     session, feed = _class_of(app, 12, 200, 0, ended=False, emotions=False, episodes=now)
-    running = threading.Event()
-    running.set()
-
-    def keep_feeding() -> None:
-        second = 200
-        while running.is_set():
-            if time.time() - session.started_at > second + 1:
-                feed(second)
-                second += 1
-            time.sleep(0.1)
-
-    feeder = threading.Thread(target=keep_feeding, daemon=True)
-    feeder.start()
+    stop_feeding = _keep_feeding(session, feed, 200)
     page = teacher_page(browser, url)
     page.set_viewport_size({"width": 1366, "height": 768})
     page.goto(f"{url}/sessions/{session.id}")
@@ -759,8 +757,7 @@ def test_an_attention_only_class_on_the_teachers_pages(browser, served, screensh
     assert page.inner_text(".tile:not(.flagged) .attention").startswith("facing · ")
     assert not EMOTION_NAMES.search(page.inner_text("main"))
     page.context.close()
-    running.clear()
-    feeder.join()
+    stop_feeding()
     app.state.moodlens.live.pop(session.id, None)
 
     past = {4: [(300, 380, "away")], 1: [(100, 190, "no_face")], **{i: [(420, 470, "away")] for i in range(7, 12)}}

@@ -24,6 +24,18 @@ from test_pose import mirror  # noqa: E402
 from test_web_browser import TOKEN, browser, camera_file, playwright, served, server, wait_for  # noqa: E402, F401  (fixtures)
 
 
+def _consent_and_stream(page, server: str, consent: str, answers: int) -> None:
+    """Open a joined student's page in browser mode, check its consent card says ``consent``,
+    agree and start, and wait until the server has answered ``answers`` score messages."""
+    page.goto(f"{server}/student?mode=browser")  # this busy test machine may be slower than the page wants
+    wait_for(page, "document.body.dataset.mode", timeout=60_000)
+    assert page.evaluate("document.body.dataset.mode") == "browser", page.inner_text("#mode-why")
+    assert consent in page.inner_text("#consent")
+    page.check("#agree")
+    page.click("#start")
+    wait_for(page, f"Number(document.body.dataset.answers || 0) >= {answers}", timeout=60_000)
+
+
 def test_in_browser_mode_the_student_page_sends_only_small_json(browser, served):  # noqa: F811
     import httpx
 
@@ -37,13 +49,7 @@ def test_in_browser_mode_the_student_page_sends_only_small_json(browser, served)
     page.fill("#name", "Bea")
     page.click("#join-button")
     page.wait_for_url(f"{server}/student")
-    page.goto(f"{server}/student?mode=browser")  # this busy test machine may be slower than the page wants
-    wait_for(page, "document.body.dataset.mode", timeout=60_000)
-    assert page.evaluate("document.body.dataset.mode") == "browser", page.inner_text("#mode-why")
-    assert "No picture of you leaves this computer" in page.inner_text("#consent")
-    page.check("#agree")
-    page.click("#start")
-    wait_for(page, "Number(document.body.dataset.answers || 0) >= 6", timeout=60_000)
+    _consent_and_stream(page, server, "No picture of you leaves this computer", answers=6)
     assert "{" in page.inner_text("#sent")  # the student sees what was sent
     (me,) = app.state.moodlens.live_session(session["id"]).participants.values()
     assert any(r.yaw is not None for r in me.recent), "the page's head poses did not reach the per-second records"
@@ -182,13 +188,7 @@ def test_an_attention_only_page_never_loads_the_emotion_model_and_sends_no_score
     page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append((ws.url, payload))))
     page.goto(f"{server}/join")
     page.request.post(f"{server}/api/join", data={"code": session["code"], "name": "Dee"})
-    page.goto(f"{server}/student?mode=browser")
-    wait_for(page, "document.body.dataset.mode", timeout=60_000)
-    assert page.evaluate("document.body.dataset.mode") == "browser", page.inner_text("#mode-why")
-    assert "expression is not read" in page.inner_text("#consent")
-    page.check("#agree")
-    page.click("#start")
-    wait_for(page, "Number(document.body.dataset.answers || 0) >= 4", timeout=60_000)
+    _consent_and_stream(page, server, "expression is not read", answers=4)
     (me,) = app.state.moodlens.live_session(session["id"]).participants.values()
     records = list(me.recent)
     page.context.close()
