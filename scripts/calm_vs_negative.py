@@ -6,7 +6,7 @@ where at least ``--votes`` of the 10 FER+ annotators said neutral (calm), or ang
 together (negative), this prints the mean probability of the negative classes and the share of
 faces read as mostly negative::
 
-    PYTHONPATH=src python scripts/calm_vs_negative.py src/moodlens/weights/moodnet_s_v2.onnx OTHER.onnx
+    PYTHONPATH=src python scripts/calm_vs_negative.py src/moodlens/weights/moodnet_s_v3.onnx OTHER.onnx
 """
 
 from __future__ import annotations

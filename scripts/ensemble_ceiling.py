@@ -10,7 +10,7 @@ pull against each other: a model that agreed with people on every face would sco
 on FER2013's labels::
 
     PYTHONPATH=src python scripts/ensemble_ceiling.py runs/moodnet_s_v1.onnx \\
-        src/moodlens/weights/moodnet_s_v2.onnx runs/v3/moodnet_s_v3.onnx runs/v5/moodnet_s_v5.onnx
+        runs/moodnet_s_v2.onnx runs/lean_a.onnx runs/lean_b.onnx
 """
 
 from __future__ import annotations

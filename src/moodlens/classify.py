@@ -12,7 +12,7 @@ from moodlens.errors import MoodLensError, existing_file
 from moodlens.preprocess import PreprocessSpec, preprocess
 from moodlens.weights import WEIGHTS_DIR
 
-DEFAULT_MODEL = "moodnet_s_v2.onnx"
+DEFAULT_MODEL = "moodnet_s_v3.onnx"
 # A two-head model's second output: FER2013's own labels, read only by the FER2013 benchmark;
 # the first output is always the head the product shows.
 FER2013_OUTPUT = "probs_fer2013"
