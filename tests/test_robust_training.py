@@ -368,7 +368,10 @@ def test_a_two_head_model_trains_exports_and_each_benchmark_reads_its_own_head(t
                                                                   for c in majority.classes])[majority.labels]
     assert scored["ferplus_majority"]["accuracy"] == pytest.approx(float(hits.mean()))  # the product head
 
-    one_head = EmotionModel()
+    train(TrainConfig(data=str(FER_CSV), out=str(tmp_path / "one"), model="moodnet_xs", limit=300, epochs=1,
+                      batch_size=100, patience=1, threads=2))
+    export(tmp_path / "one" / "best.pt", tmp_path / "one.onnx")
+    one_head = EmotionModel(tmp_path / "one.onnx")
     assert not one_head.has_fer2013_head and evaluate(FER_CSV, model=one_head, progress=False)["head"] == "product"
     with pytest.raises(ModelError, match="no FER2013 head"):
         one_head.predict(faces.images[:2], fer2013_head=True)
