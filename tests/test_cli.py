@@ -68,6 +68,14 @@ def test_image_json_and_annotated_copies(capsys, tmp_path):
     assert written is not None and written.shape == (400, 600, 3)
 
 
+def test_image_tta_reads_the_same_faces_averaged_with_their_mirror_images(capsys):
+    _, plain, _ = run(capsys, "image", MEDIA / "group.jpg", "--json")
+    code, out, _ = run(capsys, "image", MEDIA / "group.jpg", "--json", "--tta")
+    plain, tta = json.loads(plain)["faces"], json.loads(out)["faces"]  # one path: one object
+    assert code == 0 and [f["box"] for f in tta] == [f["box"] for f in plain] and len(tta) == 8
+    assert max(abs(a["scores"][c] - b["scores"][c]) for a, b in zip(plain, tta) for c in a["scores"]) > 1e-3
+
+
 def test_image_with_a_bad_file_reports_it_and_fails(capsys, tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"nope")
     code, out, err = run(capsys, "image", tmp_path / "bad.jpg", MEDIA / "portrait.jpg")

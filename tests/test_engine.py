@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import MEDIA
+from conftest import FER_CSV, MEDIA
 from moodlens import EmotionModel, Face, ModelError, Recognizer
 from moodlens.aggregate import POSE_COLUMNS, Timeline
 from moodlens.annotate import annotate, describe, layout
@@ -21,6 +21,7 @@ from moodlens.faces import TOO_SMALL, Frame
 from moodlens.gallery import SHARED_FACES, make_gallery, match_boxes, shared_participants
 from moodlens.sources import Camera, SourceError, VideoFile, VideoSink, read_image
 from moodlens.track import Tracker
+from moodlens.training.data import load_fer2013
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
@@ -100,6 +101,19 @@ def test_the_classifier_runs_many_faces_in_batches_with_the_same_answers():
     crops = [rng.integers(0, 256, (h, h, 3), dtype=np.uint8) for h in (30, 64, 120)]  # a list, any size
     np.testing.assert_allclose(model.predict(crops, batch_size=2), model.predict(crops), atol=1e-6)
     assert model.predict(faces[:0]).shape == (0, 7)
+
+
+def test_mirror_averaging_reads_a_face_and_its_mirror_image_alike():
+    model = EmotionModel()
+    faces = load_fer2013(FER_CSV, "PublicTest").images[:32]
+    mirrored = np.ascontiguousarray(faces[:, :, ::-1])
+    tta = model.predict(faces, tta=True)
+    np.testing.assert_allclose(tta, (model.predict(faces) + model.predict(mirrored)) / 2, atol=1e-6)
+    np.testing.assert_allclose(model.predict(mirrored, tta=True), tta, atol=1e-6)
+    assert np.abs(tta - model.predict(faces)).max() > 1e-3  # the mirror image is read, not the face twice
+    crops = [cv2.cvtColor(cv2.resize(f, (96, 96)), cv2.COLOR_GRAY2BGR) for f in faces[:3]]  # BGR crops of any size
+    np.testing.assert_allclose(model.predict(crops, tta=True), model.predict([c[:, ::-1] for c in crops], tta=True),
+                               atol=1e-6)
 
 
 def model_with_shipped_metadata(path, inputs: list, output: list):

@@ -25,7 +25,7 @@ def _engine_options(sp) -> None:
 def _recognizer(args):
     from moodlens.recognizer import Recognizer
 
-    return Recognizer(model=args.model, detector=args.detector)
+    return Recognizer(model=args.model, detector=args.detector, tta=getattr(args, "tta", False))
 
 
 def _writable_file(target: str) -> Path:
@@ -267,6 +267,8 @@ def add_image_parser(sub) -> None:
     sp.add_argument("paths", nargs="+", metavar="PATH", help="image files (JPEG, PNG, WebP, BMP)")
     sp.add_argument("--out", help="folder for annotated copies")
     sp.add_argument("--json", action="store_true", help="print the faces as JSON")
+    sp.add_argument("--tta", action="store_true",
+                    help="average each face with its mirror image: twice the classifier time, slightly more accurate")
     _engine_options(sp)
     sp.set_defaults(func=cmd_image)
 

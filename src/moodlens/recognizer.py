@@ -44,13 +44,15 @@ class Recognizer:
 
     def __init__(self, model: EmotionModel | str | Path | None = None, detector: Detector | str | None = None,
                  min_face: int = 16, uncertain_below: float = 0.3, max_faces: int = 100,
-                 crop_scale: float | None = None, crop_shift: float = DEFAULT_SHIFT, align: bool = False):
+                 crop_scale: float | None = None, crop_shift: float = DEFAULT_SHIFT, align: bool = False,
+                 tta: bool = False):
         self.model = model if isinstance(model, EmotionModel) else EmotionModel(model)
         self.detector = detector if detector is not None and not isinstance(detector, str) else create_detector(detector)
         self.min_face, self.uncertain_below, self.max_faces = min_face, uncertain_below, max_faces
         if crop_scale is None:
             crop_scale = getattr(self.detector, "crop_scale", DEFAULT_SCALE)
         self.crop_scale, self.crop_shift, self.align = crop_scale, crop_shift, align
+        self.tta = tta  # mirror averaging: for still images, where time matters less than accuracy
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -76,7 +78,7 @@ class Recognizer:
                 f.scores, f.emotion, f.status = {}, None, TOO_SMALL
         if readable:
             crops = crop_faces(image, readable, self.model.spec.input_size, self.crop_scale, self.crop_shift, self.align)
-            for face, p in zip(readable, self.model.predict(crops)):
+            for face, p in zip(readable, self.model.predict(crops, tta=self.tta)):
                 face.scores = dict(zip(self.classes, p.tolist()))
         return faces
 

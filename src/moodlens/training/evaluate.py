@@ -21,10 +21,7 @@ def predict_all(model: EmotionModel, faces: np.ndarray, tta: bool = False, batch
     for i in tqdm(range(0, len(faces), batch_size), desc="evaluating", unit="batch", disable=not progress,
                   leave=False):
         batch = faces[i:i + batch_size]
-        p = model.predict(batch, fer2013_head=fer2013_head)
-        if tta:
-            p = (p + model.predict(np.ascontiguousarray(batch[:, :, ::-1]), fer2013_head=fer2013_head)) / 2
-        out.append(p)
+        out.append(model.predict(batch, fer2013_head=fer2013_head, tta=tta))
     return np.concatenate(out) if out else np.zeros((0, len(model.classes)), np.float32)
 
 
