@@ -4,6 +4,8 @@ gallery, the dashboard, export and delete, and persistence across a restart."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import socket
@@ -705,6 +707,17 @@ def test_the_lesson_report_and_exports_carry_wall_clock_times_and_the_title(clie
     assert rows[0].startswith("second,time,") and rows[1].split(",")[1].startswith("20")
     table = client.get(f"/api/sessions/{session['id']}/report?format=csv", headers=AUTH)
     assert "report.csv" in table.headers["content-disposition"] and "no readable face" in table.text
+
+
+def test_the_report_table_shows_a_formula_like_name_as_text(client, clock):
+    session = new_session(client)
+    token = join(client, session["code"], "=HYPERLINK(\"http://evil.example\")")
+    with client.websocket_connect(f"/ws/student?token={token}") as ws:
+        send_frames(ws, clock, [jpeg()] * 4)
+    client.post(f"/api/sessions/{session['id']}/end", headers=AUTH)
+    table = client.get(f"/api/sessions/{session['id']}/report?format=csv", headers=AUTH).text
+    [row] = csv.DictReader(io.StringIO(table))
+    assert row["name"] == "'=HYPERLINK(\"http://evil.example\")" and row["joined"].startswith("20")
 
 
 def test_shared_gallery_tiles_become_participants(client, clock):

@@ -50,7 +50,7 @@ class ExportsPart:
 
 def _csv_row(session: Session, r: SecondRecord, name: str, classes: tuple[str, ...]) -> list:
     emotion = [r.emotion or ""] if session.emotions else []
-    return [r.second, session.wall_clock(r.second), r.track_id, _no_formula(name), *emotion, r.frames,
+    return [r.second, session.wall_clock(r.second), r.track_id, spreadsheet_text(name), *emotion, r.frames,
             *(r.scores.get(c, "") for c in classes), r.attention or "", *("" if v is None else v for v in r.pose().values())]
 
 
@@ -61,6 +61,6 @@ def _json_second(session: Session, r: SecondRecord) -> dict:
             "frames": r.frames, **scores, "attention": r.attention, **r.pose()}
 
 
-def _no_formula(text: str) -> str:
+def spreadsheet_text(text: str) -> str:
     """A cell a spreadsheet shows as text, never runs as a formula (OWASP's CSV injection rule)."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

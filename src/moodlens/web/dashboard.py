@@ -17,6 +17,7 @@ from moodlens.aggregate import SecondRecord, attending, class_timeline, mood
 from moodlens.attention import ClassWatch, Rules, Watch
 from moodlens.focus import AWAY, FACING, NO_FACE
 from moodlens.store import Participant, Session, Store
+from moodlens.store.exports import spreadsheet_text
 from moodlens.web.live import attention_series, focus_line, spark, window_mood
 
 # Watches of ended sessions, by what they were computed from: stepping a class of 50 through an
@@ -271,5 +272,5 @@ def report_csv(report: dict) -> str:
     writer = csv.writer(out)
     writer.writerow([name for name, _ in columns])
     for s in report["students"]:
-        writer.writerow([cell(s) for _, cell in columns])
+        writer.writerow([spreadsheet_text(v) if isinstance(v, str) else v for v in (cell(s) for _, cell in columns)])
     return out.getvalue()
