@@ -73,7 +73,7 @@ A small residual CNN that reads one of seven facial expressions ({', '.join(clas
     (each face weighted by its own label's class), seed {cfg['seed']}; augmentation: flips, rotation +-15 deg,
     scale/shift +-10 %, brightness/contrast, random erasing{regularisers(cfg)}.
   - {len(history)} epochs in all, {train_s / 60:.0f} min of training epochs{f' ({args.wall} wall)' if args.wall else ''}.
-    {checkpoint_choice(export['checkpoint'], runs[-1])}; curves: `training_curves.png`.
+    {checkpoint_choice(export['checkpoint'], [h for h in history if h['run'] == len(runs) - 1])}; curves: `training_curves.png`.
 - Export: `moodlens export {export['checkpoint']} --out src/moodlens/weights/{model.name}`
   - ONNX vs torch on the {export['n_val']} PublicTest faces of the validation: largest probability difference
     {export['max_abs_diff_vs_torch']:.1e}; accuracy {export['accuracy_onnx']:.4f} vs {export['accuracy_torch']:.4f}.
@@ -124,12 +124,13 @@ A small residual CNN that reads one of seven facial expressions ({', '.join(clas
 
 
 def joined_history(runs: list[Path]) -> list[dict]:
-    """The runs' metrics.csv rows one after another, epochs numbered on across the runs."""
+    """The runs' metrics.csv rows one after another, epochs numbered on across the runs; each row
+    keeps its run's index and its epoch within that run."""
     history: list[dict] = []
-    for run in runs:
+    for i, run in enumerate(runs):
         for row in csv.DictReader(open(run / "metrics.csv")):
             h = {k: float(row[k]) for k in NUMERIC}
-            h["epoch"] = len(history) + 1
+            h.update(epoch=len(history) + 1, run=i, run_epoch=int(row["epoch"]))
             history.append(h)
     return history
 
@@ -184,12 +185,11 @@ def regularisers(cfg: dict) -> str:
     return text
 
 
-def checkpoint_choice(checkpoint: str, last_run: Path) -> str:
-    rows = list(csv.DictReader(open(last_run / "metrics.csv")))
+def checkpoint_choice(checkpoint: str, last_run: list[dict]) -> str:
     if Path(checkpoint).name == "last.pt":
-        return f"Exported: the last epoch's weights (epoch {rows[-1]['epoch']} of the last run)"
-    best = max(rows, key=lambda h: float(h["val_acc"]))
-    return f"Exported: the best PublicTest epoch (epoch {best['epoch']} of the last run)"
+        return f"Exported: the last epoch's weights (epoch {last_run[-1]['run_epoch']} of the last run)"
+    best = max(last_run, key=lambda h: h["val_acc"])
+    return f"Exported: the best PublicTest epoch (epoch {best['run_epoch']} of the last run)"
 
 
 def fer2013_export(export: dict) -> str:
