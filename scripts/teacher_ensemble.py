@@ -23,7 +23,7 @@ def main() -> int:
     args = ap.parse_args()
     saved = [np.load(t) for t in args.teachers]
     rows = saved[0]["rows"]
-    if any(len(s["rows"]) != len(rows) or (s["rows"] != rows).any() for s in saved):
+    if not all(np.array_equal(s["rows"], rows) for s in saved):
         print("teacher_ensemble: error: the teachers were saved for different faces", file=sys.stderr)
         return 2
     probs = np.mean([s["probs"].astype(np.float32) for s in saved], axis=0)
