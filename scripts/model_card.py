@@ -65,7 +65,7 @@ A small residual CNN that reads one of seven facial expressions ({', '.join(clas
 - Validation / checkpoint choice: FER2013 `PublicTest` (3,589 faces). The same split
   fitted the softmax temperature. `PrivateTest` was never used (it is withheld for independent
   evaluation), so the PublicTest figures below are those of the split the checkpoint was chosen on.
-- Commands (2-core CPU, bf16 autocast):""")
+- Commands (2-core CPU, {precision(configs)}):""")
     for c in configs:
         print(f"  - `{train_command(c)}`")
     print(f"""  - optimizer {cfg['optimizer']}, one-cycle learning rate, weight decay {cfg['weight_decay']},
@@ -173,6 +173,11 @@ def train_command(cfg: dict) -> str:
     flags.append(f"--lr {cfg['lr']} --batch-size {cfg['batch_size']} --epochs {cfg['epochs']} "
                  f"--patience {cfg['patience']} --out {cfg['out']}")
     return " ".join(flags)
+
+
+def precision(configs: list[dict]) -> str:
+    used = {c.get("bf16", True) for c in configs}  # runs written before the flag recorded what ran used bf16
+    return "bf16 autocast" if used == {True} else "float32" if used == {False} else "bf16 autocast in part"
 
 
 def regularisers(cfg: dict) -> str:

@@ -30,13 +30,19 @@ from moodlens.training.train import load_teacher, save_teacher_file
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fer2013"
 
 
-def scores(probs: np.ndarray, rows: np.ndarray, data: Path, ferplus: Path) -> dict:
-    """PublicTest accuracy of the saved probabilities on each kind of label."""
+def label_sets(data: Path, ferplus: Path) -> dict:
+    """PublicTest on each kind of label: FER2013's own, the FER+ paper's majority vote and the
+    crowd-agreement subset."""
+    return {"fer2013": load_fer2013(data, "PublicTest"),
+            "ferplus_majority": load_fer2013(data, "PublicTest", ferplus=ferplus, crowd="majority"),
+            "ferplus_agreement": load_fer2013(data, "PublicTest", ferplus=ferplus, crowd="agreement")}
+
+
+def scores(probs: np.ndarray, rows: np.ndarray, sets: dict) -> dict:
+    """Accuracy of probabilities kept by FER2013 row on each of :func:`label_sets`."""
     by_row = dict(zip(rows.tolist(), probs))
     out = {}
-    for name, faces in [("fer2013", load_fer2013(data, "PublicTest")),
-                        ("ferplus_majority", load_fer2013(data, "PublicTest", ferplus=ferplus, crowd="majority")),
-                        ("ferplus_agreement", load_fer2013(data, "PublicTest", ferplus=ferplus, crowd="agreement"))]:
+    for name, faces in sets.items():
         # a 7-class teacher never says contempt, so those majority faces count as misses
         predicted = np.array([by_row[r][:7].argmax() for r in faces.rows.tolist()])
         out[name] = {"accuracy": round(float((predicted == faces.labels).mean()), 4), "n": len(faces)}
@@ -66,7 +72,7 @@ def main() -> int:
         return 2
     report = {"command": shlex.join(["python", "scripts/teacher_probs.py", *sys.argv[1:]]),
               "faces": len(faces), "publictest": scores(probs.astype(np.float16).astype(np.float32), faces.rows,
-                                                        Path(args.data), Path(args.ferplus))}
+                                                        label_sets(Path(args.data), Path(args.ferplus)))}
     out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))
     return 0

@@ -190,3 +190,10 @@ def test_preset_sizes_match_their_docstrings(name, params_m, macs_m):
         h.remove()
     assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(params_m, abs=0.02)
     assert sum(macs) / 1e6 == pytest.approx(macs_m, rel=0.03)
+
+
+def test_a_run_records_the_precision_it_trained_in_not_the_one_asked_for(tmp_path, small_csv, monkeypatch):
+    monkeypatch.setattr(train_module, "bf16_supported", lambda device: False)  # a CPU without AVX512-BF16
+    train(TrainConfig(data=str(small_csv), out=str(tmp_path), model="moodnet_xs", classes="happy,surprise", epochs=1,
+                      batch_size=50, limit=50, bf16=True))
+    assert json.loads((tmp_path / "config.json").read_text())["bf16"] is False

@@ -261,9 +261,10 @@ def train(cfg: TrainConfig) -> dict:
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
         start_epoch, best_acc, history = resumed["epoch"] + 1, resumed["best_acc"], resumed["history"]
-    # Data paths are stored absolute, so that the run exports from any folder.
-    saved_cfg = asdict(cfg) | {name: str(Path(path).resolve()) for name, path in
-                               (("data", cfg.data), ("ferplus", cfg.ferplus)) if path}
+    # Data paths are stored absolute, so that the run exports from any folder; bf16 is stored as
+    # what ran, since a CPU without AVX512-BF16 trains in float32 whatever was asked.
+    saved_cfg = asdict(cfg) | {"bf16": bf16} | {name: str(Path(path).resolve()) for name, path in
+                                                (("data", cfg.data), ("ferplus", cfg.ferplus)) if path}
     (out / "config.json").write_text(json.dumps(saved_cfg, indent=2))
 
     gen = torch.Generator().manual_seed(cfg.seed + start_epoch)
