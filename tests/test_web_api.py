@@ -239,6 +239,17 @@ def test_analyze_group_photo(client, recognizer):
         assert face["track_id"] is None
 
 
+def test_an_uploaded_photo_is_read_with_each_face_averaged_with_its_mirror_image(client, recognizer):
+    data = (MEDIA / "group.jpg").read_bytes()
+    body = client.post("/api/analyze", files={"file": ("group.jpg", data, "image/jpeg")}, headers=AUTH).json()
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    mirrored, single = recognizer.analyze_frame(image, tta=True), recognizer.analyze_frame(image)
+    sent = np.array([list(f["scores"].values()) for f in body["faces"]])
+    assert sent == pytest.approx(np.array([list(f.scores.values()) for f in mirrored.faces]), abs=1e-3)
+    assert np.abs(sent - np.array([list(f.scores.values()) for f in single.faces])).max() > 0.01
+    assert recognizer.tta is False  # the live paths still read single pass
+
+
 @pytest.mark.parametrize("name, data, status", [
     ("notes.txt", b"just some text, not an image", 415),
     ("empty.jpg", b"", 400),

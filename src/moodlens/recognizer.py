@@ -68,8 +68,9 @@ class Recognizer:
             face.pose = estimate_pose(face.landmarks, image.shape[1])
         return faces
 
-    def classify(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
-        """Fill scores and emotion of ``faces`` in place, all faces in one model batch."""
+    def classify(self, image: np.ndarray, faces: list[Face], tta: bool | None = None) -> list[Face]:
+        """Fill scores and emotion of ``faces`` in place, all faces in one model batch; ``tta``
+        overrides the recognizer's mirror averaging for this call."""
         readable = []
         for f in faces:
             if min(f.box[2], f.box[3]) >= self.min_face:
@@ -78,7 +79,7 @@ class Recognizer:
                 f.scores, f.emotion, f.status = {}, None, TOO_SMALL
         if readable:
             crops = crop_faces(image, readable, self.model.spec.input_size, self.crop_scale, self.crop_shift, self.align)
-            for face, p in zip(readable, self.model.predict(crops, tta=self.tta)):
+            for face, p in zip(readable, self.model.predict(crops, tta=self.tta if tta is None else tta)):
                 face.scores = dict(zip(self.classes, p.tolist()))
         return faces
 
@@ -96,12 +97,12 @@ class Recognizer:
         """Faces with emotions in a still image (a BGR array or a path); ``track_id`` is None."""
         return self.analyze_frame(read_image(image)).faces
 
-    def analyze_frame(self, image: np.ndarray, index: int = 0, t: float = 0.0) -> Frame:
-        """Like :meth:`analyze`, with per-stage timings, as a :class:`Frame`."""
+    def analyze_frame(self, image: np.ndarray, index: int = 0, t: float = 0.0, tta: bool | None = None) -> Frame:
+        """Like :meth:`analyze`, with per-stage timings, as a :class:`Frame`; ``tta`` as in :meth:`classify`."""
         t0 = time.perf_counter()
         faces = self.detect(image)
         t1 = time.perf_counter()
-        self.label(self.classify(image, faces))
+        self.label(self.classify(image, faces, tta))
         t2 = time.perf_counter()
         return Frame(faces, index, t, image.shape[:2], {"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3})
 

@@ -259,8 +259,10 @@ def _small(face) -> dict:
 
 def analyze_image(recognizer: Recognizer, data: bytes, limits: Limits) -> dict:
     """``/api/analyze``'s answer for an uploaded image: its faces, its shape and the stages'
-    milliseconds. Decoding up to 40 MP is slow too, so this runs on a worker thread."""
-    frame = recognizer.analyze_frame(read_upload_image(data, limits))
+    milliseconds. Decoding up to 40 MP is slow too, so this runs on a worker thread. A photo is
+    read once, so each face is averaged with its mirror image: about a millisecond more a face
+    for half a point of accuracy (the live paths stay single pass)."""
+    frame = recognizer.analyze_frame(read_upload_image(data, limits), tta=True)
     return {"faces": [f.to_dict() for f in frame.faces], "shape": list(frame.shape),
             "timings": {k: round(v, 1) for k, v in frame.timings.items()}}
 
