@@ -325,6 +325,27 @@ def test_the_live_attention_flags_are_the_stored_reviews(tmp_path):
     store.close()
 
 
+def test_a_session_revived_after_a_restart_keeps_the_whole_lessons_flags_and_attention(tmp_path):
+    """20 minutes stored, more than the 15 a live session keeps: a look away early in the lesson
+    is still flagged after a restart, and the lesson's attention counts every stored second."""
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    session = store.create_session("s", FER2013_CLASSES, started_at=0.0, emotions=False)
+    ana, ben = (store.add_participant(session.id, n, "student", joined_at=0.0) for n in ("Ana", "Ben"))
+    store.add_seconds(session.id, attention_seconds({ana.id: "f" * 20 + "a" * 50 + "f" * 1130, ben.id: "f" * 1200}))
+    live = LiveSession(session, lambda: 1201.5)
+    for p in (ana, ben):
+        live.add(p)
+    live.replay(store.seconds(session.id))
+    snap = live.snapshot()
+    tiles = {t["name"]: t for t in snap["participants"]}
+    assert [(f["reason"], f["start"], f["end"]) for f in tiles["Ana"]["past"]] == [("looking_away", 20, 69)]
+    assert snap["attending"]["on_camera"] == 2400 and snap["attending"]["share"] == pytest.approx(2350 / 2400, abs=1e-4)
+    store.end_session(session.id, 1200.0)
+    stored = {t["name"]: t["flags"] for t in review(store, store.get_session(session.id))["participants"]}
+    assert [(f["reason"], f["start"], f["end"]) for f in stored["Ana"]] == [("looking_away", 20, 69)]
+    store.close()
+
+
 @pytest.mark.parametrize("drifters, emotions", [(8, False), (2, False), (8, True)])
 def test_the_report_gives_each_students_attention_and_the_stretches_the_class_drifted(tmp_path, drifters, emotions):
     from moodlens.web.dashboard import DRIFT_SHARE, lesson_report, report_csv

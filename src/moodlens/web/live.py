@@ -248,6 +248,21 @@ class LiveSession:
                 for second in sorted(self.seconds)[: len(self.seconds) - self.keep_s]:
                     del self.seconds[second]
 
+    def replay(self, records: Iterable[SecondRecord]) -> None:
+        """Count stored seconds and step the watch through them, a window at a time: a session
+        revived after a restart then has the flags, baselines and lesson attention of the whole
+        lesson, not only of the ``keep_s`` seconds it keeps."""
+        by_second: dict[int, list[SecondRecord]] = {}
+        for r in records:
+            by_second.setdefault(r.second, []).append(r)
+        seconds = sorted(by_second)
+        step = max(1, self.keep_s // 2)  # counting a window never drops a second the watch has not taken
+        for i in range(0, len(seconds), step):
+            window = seconds[i:i + step]
+            self.count([r for second in window for r in by_second[second]])
+            with self.lock:
+                self.advance(window[-1])
+
     def acknowledge(self, participant_id: int, start: int) -> bool:
         """Mark the flag of a participant that started at ``start`` as seen by the teacher."""
         with self.lock:

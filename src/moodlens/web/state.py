@@ -68,7 +68,7 @@ class MoodLens:
         live = LiveSession(session, self.clock)
         for p in self.store.participants(session.id):
             live.add(p)
-        live.count(self.store.seconds(session.id))
+        live.replay(self.store.seconds(session.id))
         live.acknowledged = {pid: set(starts) for pid, starts in self.store.acknowledged(session.id).items()}
         return live
 
