@@ -1,5 +1,5 @@
 """Write the shipped model's card from the files the commands produced, so every figure in it
-comes from a command anyone can rerun (moodnet_s_v3's commands; candidates/moodnet_s_v3/README.md):
+comes from a command anyone can rerun (moodnet_s_v3's commands; docs/model_runs/moodnet_s_v3/README.md):
 
     moodlens train ../shared/datasets/fer2013/fer2013.csv.gz --arch moodnet_s \
         --teacher teachers/r18_s0.npz teachers/r18_s1.npz --teacher-weight 0.7 \
