@@ -37,9 +37,9 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print the scores as JSON instead of a table")
     args = ap.parse_args()
     try:
-        faces = load_fer2013(args.data, "PublicTest")
-        probs = {Path(p).stem: teacher_probs([p], faces, torch.device("cpu"), bf16=False) for p in args.readings}
         sets = label_sets(Path(args.data), Path(args.ferplus))
+        faces = sets["fer2013"]  # every PublicTest face, the other sets' rows among them
+        probs = {Path(p).stem: teacher_probs([p], faces, torch.device("cpu"), bf16=False) for p in args.readings}
         voted = load_fer2013(args.data, "PublicTest", ferplus=args.ferplus)  # the crowd's most-voted class
         own = load_fer2013(args.data, "PublicTest", ferplus=args.ferplus, ferplus_weight=0.0)  # FER2013's, same faces
     except MoodLensError as e:
