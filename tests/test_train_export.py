@@ -79,6 +79,50 @@ def test_resume_refuses_another_preset(run, tmp_path, small_csv):
         train(other)
 
 
+@pytest.mark.parametrize("arch", ["moodnet_s", "moodnet_sd"])
+def test_the_shipped_model_starts_its_own_preset_or_a_deeper_one_reading_faces_as_it_does(arch):
+    from moodlens.classify import DEFAULT_MODEL
+    from moodlens.preprocess import preprocess
+    from moodlens.training.models import create_model, load_exported, settle_batchnorms
+    from moodlens.weights import WEIGHTS_DIR
+
+    shipped = EmotionModel(WEIGHTS_DIR / DEFAULT_MODEL)
+    faces = load_fer2013(FER_CSV, "PublicTest").images[:700]
+    x = torch.from_numpy(preprocess(faces, shipped.spec))
+    model = create_model(arch, fer2013_head=True)
+    settle_batchnorms(model, load_exported(model, str(WEIGHTS_DIR / DEFAULT_MODEL)), x[200:])
+    with torch.no_grad():
+        logits = model.eval()(x[:200])
+        in_training = model.train()(x[:200])
+    meta = {p.key: p.value for p in onnx.load(str(WEIGHTS_DIR / DEFAULT_MODEL)).metadata_props}
+    temperature = json.loads(meta["moodlens.info"])["temperature"]
+    assert np.abs((logits / temperature).softmax(1).numpy() - shipped.predict(faces[:200])).max() < 1e-4
+    # Training normalises by each batch's own statistics: the settled BatchNorms keep the reading
+    # (unsettled ones, expecting mean 0 and variance 1, rescale every layer).
+    assert (in_training.argmax(1) == logits.argmax(1)).float().mean() > 0.9
+
+
+def test_init_from_the_shipped_model_grows_a_deeper_net_that_reads_as_well(tmp_path, small_csv, capsys):
+    from moodlens.classify import DEFAULT_MODEL
+    from moodlens.weights import WEIGHTS_DIR
+
+    shipped = WEIGHTS_DIR / DEFAULT_MODEL
+    report = train(TrainConfig(data=str(small_csv), out=str(tmp_path / "grown"), model="moodnet_sd", init=str(shipped),
+                               epochs=1, batch_size=50, limit=100, lr=1e-6))
+    faces = load_fer2013(small_csv, "PublicTest")
+    own = (EmotionModel(shipped).predict(faces.images).argmax(1) == faces.labels).mean()
+    # a fresh net after one such epoch is near chance (0.25 on these faces)
+    assert report["accuracy"] == pytest.approx(own, abs=0.03) and own > 0.5
+    capsys.readouterr()
+    for args, says in [(["--arch", "moodnet_m"], "its stages of [1, 1, 1] blocks do not fit this network's [2, 2, 2, 2]"),
+                       (["--classes", "happy,sad"], "made for other classes or preprocessing"),
+                       (["--init", str(WEIGHTS_DIR / "centerface.onnx")], "not a MoodLens model")]:
+        code = main(["train", str(small_csv), "--out", str(tmp_path / "bad"), "--limit", "50", "--epochs", "1",
+                     "--init", str(shipped), *args])
+        err = capsys.readouterr().err
+        assert code == 2 and says in err and err.count("\n") == 1, (args, err)
+
+
 def test_init_starts_a_fresh_schedule_from_a_trained_run(run, tmp_path, capsys):
     cfg, report = run
     best = Path(cfg.out) / "best.pt"
@@ -177,7 +221,8 @@ def test_wrong_model_files_give_clear_errors(tmp_path):
         EmotionModel(WEIGHTS_DIR / "centerface.onnx")
 
 
-@pytest.mark.parametrize("name, params_m, macs_m", [("moodnet_xs", 0.68, 59), ("moodnet_s", 1.21, 100)])
+@pytest.mark.parametrize("name, params_m, macs_m", [("moodnet_xs", 0.68, 59), ("moodnet_s", 1.21, 100),
+                                                    ("moodnet_sd", 2.39, 140)])
 def test_preset_sizes_match_their_docstrings(name, params_m, macs_m):
     from moodlens.training.models import create_model
 

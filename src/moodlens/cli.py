@@ -79,7 +79,8 @@ def add_train_parser(sub) -> None:
                         "confusion.png and report.json into --out.")
     sp.add_argument("data", help="training data")
     sp.add_argument("--out", default="runs/train", help="run folder (default: %(default)s)")
-    sp.add_argument("--arch", default="moodnet_s", help="model preset: moodnet_xs, moodnet_s (default), moodnet_m")
+    sp.add_argument("--arch", default="moodnet_s",
+                    help="model preset: moodnet_xs, moodnet_s (default), moodnet_sd, moodnet_m")
     sp.add_argument("--backbone", choices=["resnet18", "vgg16"],
                     help="train a torchvision-layout backbone instead of --arch (for --pretrained)")
     sp.add_argument("--pretrained", metavar="FILE",
@@ -150,7 +151,9 @@ def _train_schedule_options(sp) -> None:
                     "with other work, where threads wait for each other)")
     sp.add_argument("--init", metavar="CKPT",
                     help="start from the weights of another run's checkpoint (.pt, same --arch and classes) "
-                    "with a fresh schedule: fine-tune on new faces, or give a trained model a second cycle")
+                    "or of an exported moodnet (.onnx, e.g. the shipped model; a deeper --arch such as "
+                    "moodnet_sd grows from it) with a fresh schedule: fine-tune on new faces, or give a "
+                    "trained model a second cycle")
     sp.add_argument("--resume", help="continue from a last.pt checkpoint (same --epochs)")
 
 

@@ -105,6 +105,14 @@ def moodnet_s(num_classes: int = 7, **kwargs) -> MoodNet:
 
 
 @register_model
+def moodnet_sd(num_classes: int = 7, **kwargs) -> MoodNet:
+    """moodnet_s with a second block in its last stage: 2.4M parameters, ~140M multiply-adds. The
+    6x6 stage is where depth costs least; its other blocks have moodnet_s's shapes, so it can grow
+    from a trained moodnet_s (``moodlens train --init``)."""
+    return MoodNet(32, (64, 128, 256), (1, 1, 2), num_classes, **kwargs)
+
+
+@register_model
 def moodnet_xs(num_classes: int = 7, **kwargs) -> MoodNet:
     """Smallest preset for slow machines: 0.7M parameters, ~59M multiply-adds."""
     return MoodNet(32, (48, 96, 192), (1, 1, 1), num_classes, **kwargs)
@@ -215,3 +223,111 @@ def load_backbone(model: BackboneNet, name: str, path: str) -> int:
         loaded[key] = source
     model.features.load_state_dict(loaded)
     return len(loaded)
+
+
+def load_exported(model: nn.Module, path: str) -> list[nn.BatchNorm2d]:
+    """Start a :class:`MoodNet` (or its :class:`TwoHeads`) from an exported MoodNet's ONNX graph,
+    so the shipped model, which comes without its checkpoint, can be fine-tuned or grown.
+
+    Export folds each BatchNorm into the convolution before it, so a convolution gets the folded
+    weight and its BatchNorm passes the folded bias on: the network computes what the graph does.
+    Stage by stage the graph's blocks fill the first blocks of ``model``; a stage of ``model`` with
+    more blocks starts its extra ones as identities (the last BatchNorm of the body at zero).
+    Returns the BatchNorms that hold folded biases, for :func:`settle_batchnorms`.
+
+    Raises:
+        ValueError: a file that is not an exported MoodNet, or one whose blocks do not fit ``model``.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        graph = onnx.load(path).graph
+    except Exception as e:  # protobuf decode errors of a file that is not ONNX
+        raise ValueError(f"{path}: not an ONNX model ({type(e).__name__})") from None
+    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
+    convs = [(weights.get(n.input[1]), weights.get(n.input[2]) if len(n.input) > 2 else None,
+              next((a.ints[0] for a in n.attribute if a.name == "strides"), 1)) for n in graph.node if n.op_type == "Conv"]
+    if not convs or any(w is None or b is None for w, b, _ in convs):
+        raise ValueError(f"{path}: not an exported MoodNet (no folded convolutions)")
+    layers = list(model.features)
+    if not isinstance(model, (MoodNet, TwoHeads)) or not isinstance(layers[0], nn.Conv2d):
+        raise ValueError(f"{path}: only a MoodNet preset can start from an exported model")
+    source = _stages(convs[1:], lambda c: c[2] == 2, lambda c: c[0].shape[-1] == 1)
+    target = _stages([m for m in layers if isinstance(m, ResidualBlock)],
+                     lambda b: b.body[0].stride[0] == 2, None)
+    if len(source) != len(target) or any(len(s) > len(t) for s, t in zip(source, target)):
+        raise ValueError(f"{path}: its stages of {[len(s) for s in source]} blocks do not fit this network's "
+                         f"{[len(t) for t in target]}")
+    pairs = [(layers[0], layers[1], convs[0])]
+    for blocks, convs_of in zip(target, source):
+        for block, parts in zip(blocks, convs_of):
+            shortcut = list(block.shortcut) if isinstance(block.shortcut, nn.Sequential) else []
+            if len(parts) != 2 + len(shortcut) // 2:
+                raise ValueError(f"{path}: its blocks' shortcuts do not fit this network's")
+            pairs += zip([block.body[0], block.body[3], *shortcut[:1]], [block.body[1], block.body[4], *shortcut[1:]], parts)
+        for block in blocks[len(convs_of):]:
+            nn.init.zeros_(block.body[4].weight)
+            nn.init.zeros_(block.body[4].bias)
+    settled = []
+    for conv, bn, (w, b, _) in pairs:
+        if conv.weight.shape != w.shape:
+            raise ValueError(f"{path}: a convolution of shape {tuple(w.shape)} where this network has "
+                             f"{tuple(conv.weight.shape)}")
+        with torch.no_grad():
+            conv.weight.copy_(w)
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(b)
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+        settled.append(bn)
+    state = model.state_dict()
+    for key, value in weights.items():  # the linear heads keep their names, under the export wrapper's "model."
+        name = key.removeprefix("model.")
+        if name.startswith(("head.", "fer2013.")) and name in state:
+            if state[name].shape != value.shape:
+                raise ValueError(f"{path}: {name} has shape {tuple(value.shape)}, this network's {tuple(state[name].shape)}")
+            state[name].copy_(value)
+    return settled
+
+
+def _stages(items: list, starts_stage: Callable, is_shortcut: Callable | None) -> list[list]:
+    """``items`` (residual blocks, or the convolutions of blocks in graph order: two 3x3 and an
+    optional 1x1 shortcut each) grouped into stages, a new stage at each strided block."""
+    blocks: list = []
+    for item in items:
+        if is_shortcut is None:
+            blocks.append(item)
+        elif is_shortcut(item) and blocks and len(blocks[-1]) == 2:
+            blocks[-1].append(item)
+        elif not blocks or len(blocks[-1]) >= 2:
+            blocks.append([item])
+        else:
+            blocks[-1].append(item)
+    stages: list[list] = []
+    for block in blocks:
+        first = block if is_shortcut is None else block[0]
+        if starts_stage(first) or not stages:
+            stages.append([])
+        stages[-1].append(block)
+    return stages
+
+
+@torch.no_grad()
+def settle_batchnorms(model: nn.Module, batchnorms: list[nn.BatchNorm2d], x: torch.Tensor) -> None:
+    """Give the BatchNorms of :func:`load_exported` the statistics of real faces ``x``, keeping
+    the function the same: training normalises by each batch's statistics, and a BatchNorm that
+    expected mean 0 and variance 1 would otherwise rescale every layer on the first step."""
+    seen: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = [bn.register_forward_hook(lambda m, inp, out: seen.__setitem__(
+        m, (inp[0].mean((0, 2, 3)), inp[0].var((0, 2, 3), unbiased=False)))) for bn in batchnorms]
+    model.eval()
+    model(x)
+    for h in hooks:
+        h.remove()
+    for bn in batchnorms:
+        mean, var = seen[bn]
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var)
+        bn.bias.add_(mean)
+        bn.weight.copy_((var + bn.eps).sqrt())

@@ -30,7 +30,7 @@ from moodlens.preprocess import PreprocessSpec, preprocess
 from moodlens.training.data import FaceSet, load_crowd_majority, load_faces, load_fer2013
 from moodlens.training.degrade import random_degrade
 from moodlens.training.metrics import classification_report, format_report
-from moodlens.training.models import create_model, load_backbone
+from moodlens.training.models import create_model, load_backbone, load_exported, settle_batchnorms
 from moodlens.training.plots import plot_confusion, plot_curves
 
 
@@ -243,7 +243,7 @@ def train(cfg: TrainConfig) -> dict:
     validation = Validation(cfg, val_set, spec, device, bf16)
     y_fer = torch.from_numpy(fer2013_labels(cfg, train_set, cfg.train_split)) if cfg.fer2013_head else None
 
-    model = _new_model(cfg, spec, device)
+    model = _new_model(cfg, spec, device, train_set)
     optimizer, peaks = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, peaks, total_steps=cfg.epochs * steps_per_epoch,
@@ -342,9 +342,10 @@ def train(cfg: TrainConfig) -> dict:
     return report
 
 
-def _new_model(cfg: TrainConfig, spec: PreprocessSpec, device: torch.device) -> torch.nn.Module:
+def _new_model(cfg: TrainConfig, spec: PreprocessSpec, device: torch.device, faces: FaceSet) -> torch.nn.Module:
     """The network to train, on ``device``: fresh, or started from --pretrained or --init
-    weights (a resumed run loads its own afterwards)."""
+    weights (a resumed run loads its own afterwards); ``faces`` settle an exported model's
+    BatchNorms."""
     model = create_model(cfg.model, num_classes=len(spec.classes), fer2013_head=cfg.fer2013_head)
     if cfg.pretrained and not cfg.resume:
         try:
@@ -352,7 +353,7 @@ def _new_model(cfg: TrainConfig, spec: PreprocessSpec, device: torch.device) -> 
         except ValueError as e:
             raise MoodLensError(str(e)) from None
     if cfg.init and not cfg.resume:
-        init_weights(model, spec, cfg.model, cfg.init)
+        init_weights(model, spec, cfg.model, cfg.init, faces)
     return model.to(device).to(memory_format=torch.channels_last)
 
 
@@ -470,10 +471,25 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, PreprocessSpec, 
     return model.eval(), spec, cfg
 
 
-def init_weights(model: torch.nn.Module, spec: PreprocessSpec, preset: str, path: str) -> None:
-    """Start ``model`` from the evaluated weights of another run's checkpoint. Unlike
+def init_weights(model: torch.nn.Module, spec: PreprocessSpec, preset: str, path: str, faces: FaceSet) -> None:
+    """Start ``model`` from the evaluated weights of another run's checkpoint, or from an exported
+    MoodNet (``.onnx``, such as the shipped model; a deeper preset grows from it). Unlike
     ``--resume`` the schedule starts afresh, so a trained model can be fine-tuned on new faces or
     given a second learning-rate cycle."""
+    if path.endswith(".onnx"):
+        from moodlens.classify import EmotionModel  # onnxruntime, to read and check the exported model
+
+        source_spec = EmotionModel(path).spec
+        if source_spec != spec:
+            raise MoodLensError(f"{path}: made for other classes or preprocessing ({source_spec.to_json()}); "
+                                f"this run trains {spec.to_json()}")
+        try:
+            settle = load_exported(model, path)
+        except ValueError as e:
+            raise MoodLensError(str(e)) from None
+        sample = np.random.default_rng(0).permutation(len(faces))[:2048]
+        settle_batchnorms(model, settle, torch.from_numpy(preprocess(faces.images[np.sort(sample)], spec)))
+        return
     state = _read_checkpoint(path)
     _same_model(path, state, preset, spec)
     # a one-head checkpoint starts a two-head run: its FER2013 head starts fresh
