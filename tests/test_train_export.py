@@ -81,20 +81,19 @@ def test_resume_refuses_another_preset(run, tmp_path, small_csv):
 
 @pytest.mark.parametrize("arch", ["moodnet_s", "moodnet_sd"])
 def test_the_shipped_model_starts_its_own_preset_or_a_deeper_one_reading_faces_as_it_does(arch):
-    from moodlens.classify import DEFAULT_MODEL
+    from moodlens.classify import default_model_path
     from moodlens.preprocess import preprocess
     from moodlens.training.models import create_model, load_exported, settle_batchnorms
-    from moodlens.weights import WEIGHTS_DIR
 
-    shipped = EmotionModel(WEIGHTS_DIR / DEFAULT_MODEL)
+    shipped = EmotionModel(default_model_path())
     faces = load_fer2013(FER_CSV, "PublicTest").images[:700]
     x = torch.from_numpy(preprocess(faces, shipped.spec))
     model = create_model(arch, fer2013_head=True)
-    settle_batchnorms(model, load_exported(model, str(WEIGHTS_DIR / DEFAULT_MODEL)), x[200:])
+    settle_batchnorms(model, load_exported(model, str(default_model_path())), x[200:])
     with torch.no_grad():
         logits = model.eval()(x[:200])
         in_training = model.train()(x[:200])
-    meta = {p.key: p.value for p in onnx.load(str(WEIGHTS_DIR / DEFAULT_MODEL)).metadata_props}
+    meta = {p.key: p.value for p in onnx.load(str(default_model_path())).metadata_props}
     temperature = json.loads(meta["moodlens.info"])["temperature"]
     assert np.abs((logits / temperature).softmax(1).numpy() - shipped.predict(faces[:200])).max() < 1e-4
     # Training normalises by each batch's own statistics: the settled BatchNorms keep the reading
@@ -103,10 +102,10 @@ def test_the_shipped_model_starts_its_own_preset_or_a_deeper_one_reading_faces_a
 
 
 def test_init_from_the_shipped_model_grows_a_deeper_net_that_reads_as_well(tmp_path, small_csv, capsys):
-    from moodlens.classify import DEFAULT_MODEL
+    from moodlens.classify import default_model_path
     from moodlens.weights import WEIGHTS_DIR
 
-    shipped = WEIGHTS_DIR / DEFAULT_MODEL
+    shipped = default_model_path()
     report = train(TrainConfig(data=str(small_csv), out=str(tmp_path / "grown"), model="moodnet_sd", init=str(shipped),
                                epochs=1, batch_size=50, limit=100, lr=1e-6))
     faces = load_fer2013(small_csv, "PublicTest")

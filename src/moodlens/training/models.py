@@ -253,9 +253,8 @@ def load_exported(model: nn.Module, path: str) -> list[nn.BatchNorm2d]:
     layers = list(model.features)
     if not isinstance(model, (MoodNet, TwoHeads)) or not isinstance(layers[0], nn.Conv2d):
         raise ValueError(f"{path}: only a MoodNet preset can start from an exported model")
-    source = _stages(convs[1:], lambda c: c[2] == 2, lambda c: c[0].shape[-1] == 1)
-    target = _stages([m for m in layers if isinstance(m, ResidualBlock)],
-                     lambda b: b.body[0].stride[0] == 2, None)
+    source = _stages(_conv_blocks(convs[1:]), lambda block: block[0][2] == 2)
+    target = _stages([m for m in layers if isinstance(m, ResidualBlock)], lambda block: block.body[0].stride[0] == 2)
     if len(source) != len(target) or any(len(s) > len(t) for s, t in zip(source, target)):
         raise ValueError(f"{path}: its stages of {[len(s) for s in source]} blocks do not fit this network's "
                          f"{[len(t) for t in target]}")
@@ -291,23 +290,24 @@ def load_exported(model: nn.Module, path: str) -> list[nn.BatchNorm2d]:
     return settled
 
 
-def _stages(items: list, starts_stage: Callable, is_shortcut: Callable | None) -> list[list]:
-    """``items`` (residual blocks, or the convolutions of blocks in graph order: two 3x3 and an
-    optional 1x1 shortcut each) grouped into stages, a new stage at each strided block."""
-    blocks: list = []
-    for item in items:
-        if is_shortcut is None:
-            blocks.append(item)
-        elif is_shortcut(item) and blocks and len(blocks[-1]) == 2:
-            blocks[-1].append(item)
-        elif not blocks or len(blocks[-1]) >= 2:
-            blocks.append([item])
+def _conv_blocks(convs: list) -> list[list]:
+    """The convolutions of residual blocks, in graph order, grouped by block: two 3x3 and an
+    optional 1x1 shortcut each."""
+    blocks: list[list] = []
+    for conv in convs:
+        shortcut = conv[0].shape[-1] == 1
+        if blocks and len(blocks[-1]) == (2 if shortcut else 1):
+            blocks[-1].append(conv)
         else:
-            blocks[-1].append(item)
+            blocks.append([conv])
+    return blocks
+
+
+def _stages(blocks: list, starts_stage: Callable) -> list[list]:
+    """``blocks`` grouped into stages, a new stage at each block ``starts_stage`` says is strided."""
     stages: list[list] = []
     for block in blocks:
-        first = block if is_shortcut is None else block[0]
-        if starts_stage(first) or not stages:
+        if not stages or starts_stage(block):
             stages.append([])
         stages[-1].append(block)
     return stages
